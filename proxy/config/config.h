@@ -1,0 +1,115 @@
+#pragma once
+// The validated, immutable configuration (SPEC §2). Produced only by the
+// loader; every field holds its default when the key was left out.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/config/values.h"
+
+namespace sluice::config {
+
+struct ServerConfig {
+  Address listen{"0.0.0.0", 8080};
+  Address admin_listen{"127.0.0.1", 9901};
+  int workers = 0;  // 0 = auto (number of CPUs)
+  std::int64_t max_connections = 10000;
+  Duration header_timeout = Duration::seconds(10);
+  Duration idle_timeout = Duration::seconds(60);
+  Duration body_timeout = Duration::seconds(30);
+  std::uint64_t max_header_bytes = 16 * 1024;
+  std::uint64_t max_body_bytes = 10 * 1024 * 1024;
+  Duration shutdown_grace = Duration::seconds(20);
+  std::string access_log;                 // "" off | "stderr" | path
+  std::string access_log_format = "logfmt";  // logfmt | json
+};
+
+struct ApiKeyConfig {
+  std::string header = "X-API-Key";
+  std::string query;  // "" = not read from the query string
+};
+
+struct ClientsConfig {
+  std::vector<Cidr> trusted_proxies;
+  int ipv4_prefix = 32;
+  int ipv6_prefix = 64;
+  ApiKeyConfig api_key;
+};
+
+struct UpstreamConfig {
+  std::string name;
+  std::vector<Address> targets;
+  std::int64_t max_connections = 64;
+  std::int64_t max_pending = 1024;
+  Duration pending_timeout = Duration::seconds(5);
+  Duration connect_timeout = Duration::seconds(2);
+  Duration response_timeout = Duration::seconds(30);
+  Duration idle_timeout = Duration::seconds(60);
+};
+
+enum class LimitScope { kGlobal, kIp, kApiKey };
+enum class MissingKey { kIp, kSkip, kReject };
+enum class StoreKind { kLocal, kRedis };
+enum class StoreErrorPolicy { kLocal, kAllow, kDeny };
+
+struct KeyOverride {
+  Rate rate;
+  double burst = 0;
+};
+
+struct LimitConfig {
+  std::string name;
+  LimitScope per = LimitScope::kGlobal;
+  Rate rate;
+  double burst = 0;  // resolved: default is max(1, rate.count)
+  bool shadow = false;
+  std::vector<Cidr> exempt;
+  MissingKey missing = MissingKey::kIp;
+  std::map<std::string, KeyOverride> overrides;
+  StoreKind store = StoreKind::kLocal;
+  StoreErrorPolicy on_store_error = StoreErrorPolicy::kLocal;
+};
+
+struct RedisConfig {
+  Address address{"127.0.0.1", 6379};
+  Duration timeout = Duration::millis(20);
+  int pool_size = 2;
+  std::string key_prefix = "sluice:";
+};
+
+enum class HeaderStyle { kIetf, kXRateLimit, kNone };
+
+struct LimiterConfig {
+  Duration sweep_interval = Duration::seconds(10);
+  std::int64_t max_keys = 1000000;
+  bool response_headers = false;
+  HeaderStyle header_style = HeaderStyle::kIetf;
+};
+
+struct RouteConfig {
+  std::string name;  // default: path_prefix
+  std::string path_prefix;
+  std::string host;  // "" = any
+  std::vector<std::string> methods;  // empty = any
+  std::string upstream;
+  std::vector<std::string> limits;
+};
+
+struct Config {
+  std::string file;
+  ServerConfig server;
+  ClientsConfig clients;
+  std::vector<UpstreamConfig> upstreams;  // in file order
+  std::vector<LimitConfig> limits;        // in file order
+  std::optional<RedisConfig> redis;       // set when the block is present
+  LimiterConfig limiter;
+  std::vector<RouteConfig> routes;        // first match wins
+
+  const UpstreamConfig* findUpstream(const std::string& name) const;
+  const LimitConfig* findLimit(const std::string& name) const;
+};
+
+}  // namespace sluice::config
