@@ -1,0 +1,22 @@
+#pragma once
+// The concrete admission: client identity (proxy/client) + token buckets
+// (proxy/limiter), compiled per config.
+
+#include <memory>
+
+#include "proxy/config/config.h"
+#include "proxy/server/admission.h"
+#include "proxy/server/runtime.h"
+
+namespace sluice::app {
+
+// Builds the admission for `cfg`; buckets of limits whose name and `per` are
+// unchanged are adopted from `previous` (may be null).
+std::shared_ptr<server::AdmissionContext> makeAdmission(const config::Config& cfg,
+                                                        const server::Runtime* previous);
+
+// The limits of one route, as indexes into cfg.limits.
+server::RouteLimits compileRouteLimits(const config::Config& cfg,
+                                       const config::RouteConfig& route);
+
+}  // namespace sluice::app

@@ -1,0 +1,253 @@
+#include "proxy/app/app.h"
+
+#include <event2/buffer.h>
+#include <event2/thread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "proxy/config/loader.h"
+#include "proxy/app/admission_impl.h"
+#include "proxy/event/log.h"
+#include "proxy/server/client_conn.h"
+
+namespace sluice::app {
+namespace {
+
+using event::LogLevel;
+
+int workerCount(const config::Config& cfg) {
+  if (cfg.server.workers > 0) return cfg.server.workers;
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+}  // namespace
+
+std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config::Config> cfg,
+                                                    const server::Runtime* previous,
+                                                    std::string* error) {
+  auto rt = std::make_shared<server::Runtime>(cfg);
+  for (const auto& up : cfg->upstreams) {
+    std::shared_ptr<upstream::SharedPool> pool;
+    if (previous != nullptr) {
+      // Pools of unchanged upstreams keep their connections across a reload.
+      for (std::size_t i = 0; i < previous->config->upstreams.size(); ++i) {
+        const auto& old = previous->config->upstreams[i];
+        if (old.name == up.name && old.targets == up.targets &&
+            old.max_connections == up.max_connections && old.max_pending == up.max_pending &&
+            old.pending_timeout == up.pending_timeout &&
+            old.connect_timeout == up.connect_timeout &&
+            old.response_timeout == up.response_timeout && old.idle_timeout == up.idle_timeout) {
+          pool = previous->pools[i];
+        }
+      }
+    }
+    if (!pool) pool = upstream::SharedPool::create(up, error);
+    if (!pool) return nullptr;
+    rt->pools.push_back(std::move(pool));
+  }
+  rt->admission = makeAdmission(*cfg, previous);
+  for (const auto& route : cfg->routes) {
+    server::RouteRuntime rr;
+    for (std::size_t i = 0; i < cfg->upstreams.size(); ++i) {
+      if (cfg->upstreams[i].name == route.upstream) {
+        rr.pool = rt->pools[i].get();
+        rr.pool_index = i;
+      }
+    }
+    rr.limits = compileRouteLimits(*cfg, route);
+    rt->route_runtime.push_back(std::move(rr));
+  }
+  return rt;
+}
+
+App::App(std::string config_path, std::shared_ptr<const config::Config> cfg)
+    : config_path_(std::move(config_path)),
+      cfg_(std::move(cfg)),
+      shared_(event::SteadyClock::instance()) {}
+
+App::~App() {
+  for (::event* e : signal_events_) event_free(e);
+  if (drain_ev_ != nullptr) event_free(drain_ev_);
+  if (admin_ != nullptr) evhttp_free(admin_);
+  workers_.clear();
+  if (base_ != nullptr) event_base_free(base_);
+}
+
+int App::run() {
+  evthread_use_pthreads();
+  signal(SIGPIPE, SIG_IGN);
+  std::string error;
+  runtime_ = buildRuntime(cfg_, nullptr, &error);
+  if (!runtime_) {
+    event::log(LogLevel::kError, "cannot start", {{"error", error}});
+    return 1;
+  }
+  base_ = event_base_new();
+  shared_.max_connections.store(cfg_->server.max_connections);
+
+  const int n = workerCount(*cfg_);
+  config::Address listen = cfg_->server.listen;
+  for (int i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<server::Worker>(i, shared_, runtime_));
+    shared_.workers.push_back(workers_.back().get());
+  }
+  int port = -1;
+  for (auto& w : workers_) {
+    port = w->listen(listen, &error);
+    if (port < 0) {
+      event::log(LogLevel::kError, "cannot listen", {{"error", error}});
+      return 1;
+    }
+    listen.port = static_cast<std::uint16_t>(port);  // port 0: all workers share the first pick
+  }
+
+  admin_ = evhttp_new(base_);
+  evhttp_set_gencb(admin_, &App::onAdminRequest, this);
+  evhttp_set_allowed_methods(admin_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+  const auto& admin_addr = cfg_->server.admin_listen;
+  evhttp_bound_socket* admin_sock =
+      evhttp_bind_socket_with_handle(admin_, admin_addr.host.c_str(), admin_addr.port);
+  if (admin_sock == nullptr) {
+    event::log(LogLevel::kError, "cannot listen",
+               {{"listener", "admin"}, {"addr", admin_addr.toString()}, {"error", std::strerror(errno)}});
+    return 1;
+  }
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  getsockname(evhttp_bound_socket_get_fd(admin_sock), reinterpret_cast<sockaddr*>(&ss), &sl);
+  int admin_port = ss.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port)
+                                           : ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+
+  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) {
+    ::event* e = evsignal_new(base_, sig, &App::onSignal, this);
+    event_add(e, nullptr);
+    signal_events_.push_back(e);
+  }
+  for (auto& w : workers_) w->start();
+
+  config::Address shown = listen;
+  event::log(LogLevel::kInfo, "listening",
+             {{"listener", "proxy"}, {"addr", shown.toString()}, {"workers", std::to_string(n)}});
+  config::Address admin_shown = admin_addr;
+  admin_shown.port = static_cast<std::uint16_t>(admin_port);
+  event::log(LogLevel::kInfo, "listening", {{"listener", "admin"}, {"addr", admin_shown.toString()}});
+
+  event_base_dispatch(base_);
+  stopWorkers();
+  event::log(LogLevel::kInfo, "stopped", {{"exit_code", std::to_string(exit_code_)}});
+  return exit_code_;
+}
+
+void App::onSignal(evutil_socket_t sig, short, void* arg) {
+  auto* app = static_cast<App*>(arg);
+  switch (sig) {
+    case SIGHUP:
+      app->reload();
+      break;
+    case SIGTERM:
+    case SIGINT:
+      if (app->draining_) {
+        // A second signal: stop now.
+        event::log(LogLevel::kWarn, "second signal, exiting now");
+        event_base_loopbreak(app->base_);
+      } else {
+        app->beginDrain();
+      }
+      break;
+    case SIGUSR1:
+      break;  // access log reopening arrives with the access log
+    default:
+      break;
+  }
+}
+
+void App::reload() {
+  auto result = config::loadConfigFile(config_path_);
+  if (!result.errors.empty()) {
+    for (const auto& e : result.errors) {
+      event::log(LogLevel::kError, "reload failed", {{"error", e.toString()}});
+    }
+    return;
+  }
+  std::string error;
+  auto rt = buildRuntime(result.config, runtime_.get(), &error);
+  if (!rt) {
+    event::log(LogLevel::kError, "reload failed", {{"error", error}});
+    return;
+  }
+  runtime_ = rt;
+  cfg_ = result.config;
+  shared_.max_connections.store(cfg_->server.max_connections);
+  for (auto& w : workers_) {
+    server::InboxMessage m;
+    m.kind = server::InboxMessage::Kind::kRuntime;
+    m.runtime = rt;
+    w->post(std::move(m));
+  }
+  event::log(LogLevel::kInfo, "config reloaded", {{"file", config_path_}});
+}
+
+void App::beginDrain() {
+  draining_ = true;
+  shared_.draining.store(true);
+  event::log(LogLevel::kInfo, "draining",
+             {{"grace", std::to_string(cfg_->server.shutdown_grace.nanos / 1000000) + "ms"}});
+  for (auto& w : workers_) w->post(server::InboxMessage{server::InboxMessage::Kind::kDrain, nullptr, 0, 0, nullptr});
+  drain_deadline_ = shared_.clock.now() + cfg_->server.shutdown_grace.nanos;
+  drain_ev_ = event_new(base_, -1, EV_PERSIST, &App::onDrainTick, this);
+  timeval tv{0, 50 * 1000};
+  event_add(drain_ev_, &tv);
+}
+
+void App::onDrainTick(evutil_socket_t, short, void* arg) {
+  auto* app = static_cast<App*>(arg);
+  if (app->shared_.client_connections.load() == 0 ||
+      app->shared_.clock.now() >= app->drain_deadline_) {
+    event_base_loopexit(app->base_, nullptr);
+  }
+}
+
+void App::stopWorkers() {
+  for (auto& w : workers_) w->post(server::InboxMessage{server::InboxMessage::Kind::kStop, nullptr, 0, 0, nullptr});
+  for (auto& w : workers_) w->join();
+}
+
+void App::onAdminRequest(evhttp_request* req, void* arg) {
+  auto* app = static_cast<App*>(arg);
+  const char* uri = evhttp_request_get_uri(req);
+  evhttp_uri* parsed = evhttp_uri_parse(uri);
+  std::string path = parsed != nullptr && evhttp_uri_get_path(parsed) != nullptr
+                         ? evhttp_uri_get_path(parsed)
+                         : "/";
+  if (parsed != nullptr) evhttp_uri_free(parsed);
+  evbuffer* body = evbuffer_new();
+  evkeyvalq* out = evhttp_request_get_output_headers(req);
+  int code = 200;
+  const char* reason = "OK";
+  if (path == "/healthz") {
+    evhttp_add_header(out, "Content-Type", "text/plain");
+    evbuffer_add_printf(body, "ok\n");
+  } else if (path == "/readyz") {
+    evhttp_add_header(out, "Content-Type", "text/plain");
+    if (app->draining_) {
+      code = 503;
+      reason = "Service Unavailable";
+      evbuffer_add_printf(body, "draining\n");
+    } else {
+      evbuffer_add_printf(body, "ready\n");
+    }
+  } else {
+    code = 404;
+    reason = "Not Found";
+    evhttp_add_header(out, "Content-Type", "text/plain");
+    evbuffer_add_printf(body, "not found\n");
+  }
+  evhttp_send_reply(req, code, reason, body);
+  evbuffer_free(body);
+}
+
+}  // namespace sluice::app

@@ -1,0 +1,58 @@
+#pragma once
+// Wiring: owns the workers, the admin listener, signal handling and reload.
+// Everything else is a library this folder composes.
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/config/config.h"
+#include "proxy/event/clock.h"
+#include "proxy/server/runtime.h"
+#include "proxy/server/worker.h"
+
+namespace sluice::app {
+
+// Compiles a validated config into a runtime snapshot. `previous` (may be
+// null) donates state that survives a reload. Returns null and sets `error`.
+std::shared_ptr<const server::Runtime> buildRuntime(
+    std::shared_ptr<const config::Config> cfg, const server::Runtime* previous,
+    std::string* error);
+
+class App {
+ public:
+  App(std::string config_path, std::shared_ptr<const config::Config> cfg);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // Binds listeners, starts workers, serves until SIGTERM/SIGINT. Returns the
+  // process exit code.
+  int run();
+
+ private:
+  static void onSignal(evutil_socket_t sig, short, void* arg);
+  static void onAdminRequest(evhttp_request* req, void* arg);
+  static void onDrainTick(evutil_socket_t, short, void* arg);
+  void reload();
+  void beginDrain();
+  void stopWorkers();
+
+  std::string config_path_;
+  std::shared_ptr<const config::Config> cfg_;
+  std::shared_ptr<const server::Runtime> runtime_;
+  server::ServerShared shared_;
+  std::vector<std::unique_ptr<server::Worker>> workers_;
+  event_base* base_ = nullptr;
+  evhttp* admin_ = nullptr;
+  std::vector<::event*> signal_events_;
+  ::event* drain_ev_ = nullptr;
+  event::Nanos drain_deadline_ = 0;
+  bool draining_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace sluice::app

@@ -1,0 +1,105 @@
+#include "proxy/event/log.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+
+#include "proxy/event/clock.h"
+
+namespace sluice::event {
+namespace {
+
+std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
+
+const char* levelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarn: return "warn";
+    case LogLevel::kError: return "error";
+  }
+  return "info";
+}
+
+bool needsQuotes(std::string_view v) {
+  if (v.empty()) return true;
+  for (char c : v) {
+    if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool parseLogLevel(std::string_view text, LogLevel* out) {
+  static constexpr std::pair<std::string_view, LogLevel> kNames[] = {
+      {"debug", LogLevel::kDebug},
+      {"info", LogLevel::kInfo},
+      {"warn", LogLevel::kWarn},
+      {"error", LogLevel::kError}};
+  for (const auto& [name, level] : kNames) {
+    if (text == name) {
+      *out = level;
+      return true;
+    }
+  }
+  return false;
+}
+
+void setLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
+
+bool logEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
+
+void appendLogfmt(std::string& out, std::string_view key, std::string_view value) {
+  out.push_back(' ');
+  out.append(key);
+  out.push_back('=');
+  if (!needsQuotes(value)) {
+    out.append(value);
+    return;
+  }
+  out.push_back('"');
+  for (char c : value) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out.append("\\n");
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+      out.append(hex);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+void log(LogLevel level, std::string_view msg, const LogFields& fields) {
+  if (!logEnabled(level)) return;
+  double wall = SteadyClock::wallSeconds();
+  time_t secs = static_cast<time_t>(wall);
+  tm utc{};
+  gmtime_r(&secs, &utc);
+  char ts[64];
+  int millis = static_cast<int>((wall - static_cast<double>(secs)) * 1000.0);
+  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
+  std::string line = "ts=";
+  line.append(ts);
+  line.append(" level=");
+  line.append(levelName(level));
+  // msg is always quoted so that lines are easy to grep by message.
+  line.append(" msg=\"");
+  line.append(msg);
+  line.push_back('"');
+  for (const auto& [k, v] : fields) appendLogfmt(line, k, v);
+  line.push_back('\n');
+  ssize_t unused = ::write(STDERR_FILENO, line.data(), line.size());
+  (void)unused;
+}
+
+}  // namespace sluice::event

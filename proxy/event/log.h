@@ -1,0 +1,27 @@
+#pragma once
+// logfmt logging to stderr: `ts=... level=info msg="..." key=value`, one
+// line per event, written with a single write() so threads never interleave.
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sluice::event {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+
+// Parses "debug|info|warn|error"; false on anything else.
+bool parseLogLevel(std::string_view text, LogLevel* out);
+void setLogLevel(LogLevel level);
+bool logEnabled(LogLevel level);
+
+using LogFields = std::vector<std::pair<std::string, std::string>>;
+
+// Writes one logfmt line if `level` is enabled. Values are quoted when needed.
+void log(LogLevel level, std::string_view msg, const LogFields& fields = {});
+
+// Appends ` key=value` to `out`, quoting and escaping the value if needed.
+void appendLogfmt(std::string& out, std::string_view key, std::string_view value);
+
+}  // namespace sluice::event

@@ -1,0 +1,221 @@
+#include "proxy/http/message_parser.h"
+
+#include <cstring>
+
+namespace sluice::http {
+namespace {
+
+MessageParser* self(llhttp_t* p) { return static_cast<MessageParser*>(p->data); }
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+}  // namespace
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+bool listContainsToken(std::string_view value, std::string_view token) {
+  std::size_t pos = 0;
+  while (pos <= value.size()) {
+    std::size_t comma = value.find(',', pos);
+    if (comma == std::string_view::npos) comma = value.size();
+    std::string_view item = value.substr(pos, comma - pos);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (equalsIgnoreCase(item, token)) return true;
+    pos = comma + 1;
+  }
+  return false;
+}
+
+MessageParser::MessageParser(llhttp_type_t type) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = &MessageParser::onMessageBegin;
+  settings_.on_method = &MessageParser::onMethod;
+  settings_.on_url = &MessageParser::onUrl;
+  settings_.on_header_field = &MessageParser::onHeaderField;
+  settings_.on_header_value = &MessageParser::onHeaderValue;
+  settings_.on_header_value_complete = &MessageParser::onHeaderValueComplete;
+  settings_.on_headers_complete = &MessageParser::onHeadersComplete;
+  settings_.on_body = &MessageParser::onBody;
+  settings_.on_message_complete = &MessageParser::onMessageComplete;
+  llhttp_init(&parser_, type, &settings_);
+  parser_.data = this;
+}
+
+void MessageParser::beginMessage(std::uint32_t start) {
+  head_.start = start;
+  head_.header_count = 0;
+  head_.host_count = 0;
+  head_.host_index = -1;
+  head_.url = {};
+  head_.method_span = {};
+  head_.expect_continue = false;
+  in_head_ = true;
+  head_done_ = false;
+  message_done_ = false;
+  skip_body_ = false;
+  header_state_ = 0;
+  body_bytes_ = 0;
+  error_ = ParseError::kNone;
+}
+
+void MessageParser::extend(Span& span, const char* at, std::size_t len) {
+  auto off = static_cast<std::uint32_t>(at - base_);
+  if (span.len == 0) span.off = off;
+  span.len += static_cast<std::uint32_t>(len);
+}
+
+int MessageParser::onMessageBegin(llhttp_t* p) {
+  MessageParser* s = self(p);
+  s->in_head_ = true;
+  return 0;
+}
+
+int MessageParser::onMethod(llhttp_t* p, const char* at, std::size_t len) {
+  MessageParser* s = self(p);
+  s->extend(s->head_.method_span, at, len);
+  return 0;
+}
+
+int MessageParser::onUrl(llhttp_t* p, const char* at, std::size_t len) {
+  MessageParser* s = self(p);
+  s->extend(s->head_.url, at, len);
+  return 0;
+}
+
+int MessageParser::onHeaderField(llhttp_t* p, const char* at, std::size_t len) {
+  MessageParser* s = self(p);
+  if (s->header_state_ != 1) {
+    if (s->head_.header_count >= kMaxHeaders) {
+      s->error_ = ParseError::kTooManyHeaders;
+      return HPE_USER;
+    }
+    s->head_.headers[static_cast<std::size_t>(s->head_.header_count++)] = HeaderField{};
+    s->header_state_ = 1;
+  }
+  s->extend(s->head_.headers[static_cast<std::size_t>(s->head_.header_count - 1)].name, at, len);
+  return 0;
+}
+
+int MessageParser::onHeaderValue(llhttp_t* p, const char* at, std::size_t len) {
+  MessageParser* s = self(p);
+  if (s->header_state_ == 3 || s->head_.header_count == 0) {
+    // A value after a completed value with no field between: obs-fold
+    // (RFC 9112 §5.2), which a proxy must reject or replace; we reject.
+    s->error_ = ParseError::kBadRequest;
+    return HPE_USER;
+  }
+  s->header_state_ = 2;
+  s->extend(s->head_.headers[static_cast<std::size_t>(s->head_.header_count - 1)].value, at, len);
+  return 0;
+}
+
+int MessageParser::onHeaderValueComplete(llhttp_t* p) {
+  MessageParser* s = self(p);
+  if (s->header_state_ == 1) s->header_state_ = 2;  // empty value
+  s->header_state_ = 3;
+  return 0;
+}
+
+int MessageParser::onHeadersComplete(llhttp_t* p) {
+  MessageParser* s = self(p);
+  s->head_done_ = true;
+  return HPE_PAUSED;
+}
+
+int MessageParser::onBody(llhttp_t* p, const char*, std::size_t len) {
+  self(p)->body_bytes_ += len;
+  return 0;
+}
+
+int MessageParser::onMessageComplete(llhttp_t* p) {
+  MessageParser* s = self(p);
+  s->message_done_ = true;
+  return HPE_PAUSED;
+}
+
+void MessageParser::finishHead() {
+  MessageHead& h = head_;
+  h.method = parser_.method;
+  h.status = parser_.status_code;
+  h.version_major = parser_.http_major;
+  h.version_minor = parser_.http_minor;
+  h.chunked = (parser_.flags & F_CHUNKED) != 0;
+  h.has_content_length = (parser_.flags & F_CONTENT_LENGTH) != 0;
+  h.content_length = h.has_content_length ? parser_.content_length : 0;
+  h.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
+  h.upgrade = parser_.upgrade != 0;
+  for (int i = 0; i < h.header_count; ++i) {
+    HeaderField& f = h.headers[static_cast<std::size_t>(i)];
+    f.line_end = (i + 1 < h.header_count) ? h.headers[static_cast<std::size_t>(i + 1)].name.off
+                                          : h.end - 2;
+    std::string_view name(base_ + f.name.off, f.name.len);
+    if (equalsIgnoreCase(name, "host")) {
+      ++h.host_count;
+      h.host_index = i;
+    } else if (equalsIgnoreCase(name, "expect")) {
+      h.expect_continue =
+          equalsIgnoreCase(std::string_view(base_ + f.value.off, f.value.len), "100-continue");
+    }
+  }
+  h.line_end = h.header_count > 0 ? h.headers[0].name.off : h.end - 2;
+  in_head_ = false;
+}
+
+ParseResult MessageParser::feed(const char* base, std::uint32_t offset, std::uint32_t len) {
+  base_ = base;
+  const char* data = base + offset;
+  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  ParseResult r;
+  if (err == HPE_OK) {
+    r.consumed = len;
+    r.event = ParseEvent::kNeedMore;
+    return r;
+  }
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    r.consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
+    if (err == HPE_PAUSED_UPGRADE) {
+      // We never switch protocols (Upgrade is hop-by-hop and dropped): the
+      // message simply ended.
+      llhttp_resume_after_upgrade(&parser_);
+      message_done_ = true;
+    } else {
+      llhttp_resume(&parser_);
+    }
+    if (head_done_) {
+      head_done_ = false;
+      head_.end = offset + static_cast<std::uint32_t>(r.consumed);
+      finishHead();
+      r.event = ParseEvent::kHeadComplete;
+      // A message completing in the same pause (upgrade) is reported on the
+      // next feed.
+      if (message_done_) message_done_ = false;
+      return r;
+    }
+    if (message_done_) {
+      message_done_ = false;
+      r.event = ParseEvent::kMessageComplete;
+      return r;
+    }
+    r.event = ParseEvent::kNeedMore;
+    return r;
+  }
+  if (error_ == ParseError::kNone) error_ = ParseError::kBadRequest;
+  r.consumed = 0;
+  r.event = ParseEvent::kError;
+  return r;
+}
+
+void MessageParser::skipBody() { parser_.flags |= F_SKIPBODY; }
+
+bool MessageParser::finishAtEof() {
+  return llhttp_finish(&parser_) == HPE_OK && !in_head_;
+}
+
+}  // namespace sluice::http

@@ -1,0 +1,45 @@
+#pragma once
+// Admission: client identity + every limit of the route (SPEC §3 steps 3-5).
+// The data path hands over the request's identifying parts and gets back
+// either "forward" or a local answer (429/401/400) with its headers.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/config/config.h"
+
+namespace sluice::server {
+
+struct RequestView {
+  std::array<std::uint8_t, 16> peer{};       // IPv4-mapped form
+  std::string_view xff;                      // all X-Forwarded-For lines joined by ", "
+  std::string_view api_key_header;           // value of clients.api_key.header, or empty
+  bool has_api_key_header = false;
+  std::string_view query;                    // raw query string (after '?'), or empty
+};
+
+struct AdmissionResult {
+  int status = 0;                 // 0: forward; else answer locally
+  std::string headers;            // extra header lines for the local answer
+  std::string allowed_headers;    // rate-limit headers for an allowed response
+  std::vector<std::string_view> violated;  // denying limit names (429)
+};
+
+// Per-route compiled limit list (opaque to the data path).
+struct RouteLimits {
+  std::vector<std::size_t> limit_indexes;
+};
+
+class AdmissionContext {
+ public:
+  virtual ~AdmissionContext() = default;
+  // Decides one request on route `route`; fills `out`. Never throws.
+  virtual void decide(const RouteLimits& route, const RequestView& req, std::int64_t now,
+                      AdmissionResult* out) = 0;
+};
+
+}  // namespace sluice::server

@@ -1,0 +1,33 @@
+#pragma once
+// The immutable runtime snapshot (STYLE "immutable runtime snapshot"): the
+// validated config compiled into route table, pools and limits. Each request
+// holds the snapshot it started with; reload swaps in a new one.
+
+#include <memory>
+#include <vector>
+
+#include "proxy/config/config.h"
+#include "proxy/routing/route_table.h"
+#include "proxy/server/admission.h"
+#include "proxy/upstream/shared_pool.h"
+
+namespace sluice::server {
+
+struct RouteRuntime {
+  upstream::SharedPool* pool = nullptr;
+  std::size_t pool_index = 0;
+  RouteLimits limits;
+};
+
+struct Runtime {
+  std::shared_ptr<const config::Config> config;
+  routing::RouteTable routes;
+  std::vector<std::shared_ptr<upstream::SharedPool>> pools;  // config.upstreams order
+  std::vector<RouteRuntime> route_runtime;                   // parallel to routes
+  std::shared_ptr<AdmissionContext> admission;
+
+  explicit Runtime(std::shared_ptr<const config::Config> cfg)
+      : config(cfg), routes(cfg->routes) {}
+};
+
+}  // namespace sluice::server

@@ -1,0 +1,389 @@
+#include "proxy/server/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "proxy/event/log.h"
+#include "proxy/server/client_conn.h"
+
+namespace sluice::server {
+namespace {
+
+constexpr timeval kTick{0, 50 * 1000};  // coarse timeout resolution: 50 ms
+
+bool toSockaddr(const config::Address& a, sockaddr_storage* ss, socklen_t* len) {
+  std::memset(ss, 0, sizeof *ss);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(ss);
+  if (inet_pton(AF_INET, a.host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(a.port);
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(ss);
+  if (inet_pton(AF_INET6, a.host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(a.port);
+    *len = sizeof(sockaddr_in6);
+    return true;
+  }
+  if (a.host == "localhost") {
+    v4->sin_family = AF_INET;
+    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    v4->sin_port = htons(a.port);
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Worker::Worker(int id, ServerShared& shared, std::shared_ptr<const Runtime> runtime)
+    : id_(id), shared_(shared), runtime_(std::move(runtime)) {
+  base_ = event_base_new();
+  const auto& s = runtime_->config->server;
+  // The head must fit whole; the rest of the buffer carries body bytes.
+  client_buf_size_ = static_cast<std::uint32_t>(s.max_header_bytes + 16 * 1024);
+  tick_ev_ = event_new(base_, -1, EV_PERSIST, &Worker::onTick, this);
+  event_add(tick_ev_, &kTick);
+  inbox_ev_ = event_new(base_, -1, 0, &Worker::onInbox, this);
+  reap_ev_ = event_new(base_, -1, 0, &Worker::onReap, this);
+}
+
+Worker::~Worker() {
+  while (conns_ != nullptr) {
+    ClientConn* c = conns_;
+    removeConn(c);
+    delete c;
+  }
+  for (ClientConn* c : graveyard_) delete c;
+  for (auto& [pool, head] : idle_) {
+    while (head != nullptr) {
+      upstream::UpstreamConn* n = head->next_idle;
+      head->pool->releaseSlot(head->target);
+      delete head;
+      head = n;
+    }
+  }
+  if (listener_ != nullptr) evconnlistener_free(listener_);
+  event_free(tick_ev_);
+  event_free(inbox_ev_);
+  event_free(reap_ev_);
+  event_base_free(base_);
+}
+
+int Worker::listen(const config::Address& addr, std::string* error) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (!toSockaddr(addr, &ss, &len)) {
+    *error = "cannot parse listen address " + addr.toString();
+    return -1;
+  }
+  listener_ = evconnlistener_new_bind(
+      base_, &Worker::onAccept, this,
+      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
+          LEV_OPT_REUSEABLE_PORT,
+      1024, reinterpret_cast<sockaddr*>(&ss), static_cast<int>(len));
+  if (listener_ == nullptr) {
+    *error = "cannot listen on " + addr.toString() + ": " + std::strerror(errno);
+    return -1;
+  }
+  evconnlistener_set_error_cb(listener_, &Worker::onAcceptError);
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof bound;
+  getsockname(evconnlistener_get_fd(listener_), reinterpret_cast<sockaddr*>(&bound), &blen);
+  if (bound.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  return ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { event_base_dispatch(base_); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::post(InboxMessage msg) {
+  {
+    std::lock_guard lock(inbox_mu_);
+    inbox_.push_back(std::move(msg));
+  }
+  event_active(inbox_ev_, 0, 0);
+}
+
+std::unique_ptr<char[]> Worker::takeBuffer() {
+  if (free_buffers_.empty()) return std::make_unique<char[]>(client_buf_size_);
+  auto b = std::move(free_buffers_.back());
+  free_buffers_.pop_back();
+  return b;
+}
+
+void Worker::giveBuffer(std::unique_ptr<char[]> b) {
+  // Keep a few warm buffers; idle connections hold none.
+  if (free_buffers_.size() < 64) free_buffers_.push_back(std::move(b));
+}
+
+void Worker::addConn(ClientConn* c) {
+  c->next = conns_;
+  c->prev = nullptr;
+  if (conns_ != nullptr) conns_->prev = c;
+  conns_ = c;
+}
+
+void Worker::removeConn(ClientConn* c) {
+  if (c->prev != nullptr) c->prev->next = c->next;
+  if (c->next != nullptr) c->next->prev = c->prev;
+  if (conns_ == c) conns_ = c->next;
+  c->prev = c->next = nullptr;
+  shared_.client_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Worker::retire(ClientConn* c) {
+  graveyard_.push_back(c);
+  event_active(reap_ev_, 0, 0);
+}
+
+void Worker::onReap(evutil_socket_t, short, void* arg) {
+  auto* w = static_cast<Worker*>(arg);
+  std::vector<ClientConn*> dead;
+  dead.swap(w->graveyard_);
+  for (ClientConn* c : dead) delete c;
+  if (w->stopping_ && w->conns_ == nullptr) event_base_loopexit(w->base_, nullptr);
+}
+
+void Worker::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* sa, int len, void* arg) {
+  auto* w = static_cast<Worker*>(arg);
+  if (w->stopping_ || w->shared_.draining.load(std::memory_order_relaxed)) {
+    ::close(fd);
+    return;
+  }
+  std::int64_t n = w->shared_.client_connections.fetch_add(1, std::memory_order_relaxed) + 1;
+  const std::int64_t max = w->shared_.max_connections.load(std::memory_order_relaxed);
+  if (n > max) {
+    // Another worker took the last slot; this one pauses accepting.
+    w->shared_.client_connections.fetch_sub(1, std::memory_order_relaxed);
+    ::close(fd);
+    evconnlistener_disable(w->listener_);
+    w->listener_paused_ = true;
+    return;
+  }
+  new ClientConn(*w, fd, sa, len);
+  if (n >= max) {
+    // At the cap: stop accepting; the tick resumes once below it.
+    evconnlistener_disable(w->listener_);
+    w->listener_paused_ = true;
+  }
+}
+
+void Worker::onAcceptError(evconnlistener* l, void* arg) {
+  auto* w = static_cast<Worker*>(arg);
+  int err = EVUTIL_SOCKET_ERROR();
+  if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+    // Out of descriptors: pause instead of spinning on accept; retry on tick.
+    evconnlistener_disable(l);
+    w->listener_paused_ = true;
+    event::log(event::LogLevel::kWarn, "accept paused", {{"error", std::strerror(err)}});
+  }
+}
+
+void Worker::onTick(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->tick(); }
+
+void Worker::tick() {
+  const event::Nanos now = this->now();
+  for (ClientConn* c = conns_; c != nullptr;) {
+    ClientConn* next = c->next;
+    c->checkTimeout(now);
+    c = next;
+  }
+  for (auto& [pool, head] : idle_) {
+    upstream::UpstreamConn** link = &head;
+    while (*link != nullptr) {
+      upstream::UpstreamConn* uc = *link;
+      if (uc->idle_deadline <= now) {
+        *link = uc->next_idle;
+        uc->next_idle = nullptr;
+        event_del(uc->read_ev);
+        auto p = uc->pool;
+        std::size_t target = uc->target;
+        delete uc;
+        passSlot(p, target);
+      } else {
+        link = &uc->next_idle;
+      }
+    }
+  }
+  if (listener_paused_ && !stopping_ && !shared_.draining.load() &&
+      shared_.client_connections.load() < shared_.max_connections.load()) {
+    evconnlistener_enable(listener_);
+    listener_paused_ = false;
+  }
+}
+
+void Worker::onInbox(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->drainInbox(); }
+
+void Worker::drainInbox() {
+  std::vector<InboxMessage> msgs;
+  {
+    std::lock_guard lock(inbox_mu_);
+    msgs.swap(inbox_);
+  }
+  for (auto& m : msgs) {
+    switch (m.kind) {
+      case InboxMessage::Kind::kSlot: {
+        auto it = waiters_.find(m.token);
+        if (it == waiters_.end()) {
+          passSlot(m.pool, m.target);  // that request gave up meanwhile
+        } else {
+          ClientConn* c = it->second;
+          waiters_.erase(it);
+          c->onSlot(m.target);
+        }
+        break;
+      }
+      case InboxMessage::Kind::kReclaimIdle: {
+        auto it = idle_.find(m.pool.get());
+        if (it != idle_.end() && it->second != nullptr) {
+          upstream::UpstreamConn* uc = it->second;
+          it->second = uc->next_idle;
+          uc->next_idle = nullptr;
+          closeIdle(uc);
+        }
+        break;
+      }
+      case InboxMessage::Kind::kRuntime:
+        runtime_ = std::move(m.runtime);
+        break;
+      case InboxMessage::Kind::kDrain:
+        if (listener_ != nullptr) {
+          evconnlistener_free(listener_);
+          listener_ = nullptr;
+        }
+        for (ClientConn* c = conns_; c != nullptr;) {
+          ClientConn* next = c->next;
+          c->drain();
+          c = next;
+        }
+        break;
+      case InboxMessage::Kind::kStop:
+        stopping_ = true;
+        event_base_loopexit(base_, nullptr);
+        break;
+    }
+  }
+}
+
+upstream::UpstreamConn* Worker::takeIdle(upstream::SharedPool* pool) {
+  auto it = idle_.find(pool);
+  if (it == idle_.end() || it->second == nullptr) return nullptr;
+  upstream::UpstreamConn* uc = it->second;
+  it->second = uc->next_idle;
+  uc->next_idle = nullptr;
+  return uc;
+}
+
+void Worker::idleUpstream(upstream::UpstreamConn* uc) {
+  uc->owner = nullptr;
+  uc->idle_deadline = now() + uc->pool->config().idle_timeout.nanos;
+  uc->rpos = uc->ppos = uc->wpos = 0;
+  // The read event stays armed so a server-side close is noticed at once.
+  event_add(uc->read_ev, nullptr);
+  event_del(uc->write_ev);
+  upstream::UpstreamConn*& head = idle_[uc->pool.get()];
+  uc->next_idle = head;
+  head = uc;
+}
+
+void Worker::closeIdle(upstream::UpstreamConn* uc) {
+  auto p = uc->pool;
+  std::size_t target = uc->target;
+  delete uc;
+  passSlot(p, target);
+}
+
+void Worker::releaseUpstream(upstream::UpstreamConn* uc, bool reusable) {
+  auto pool = uc->pool;
+  if (!reusable || stopping_) {
+    closeIdle(uc);
+    return;
+  }
+  if (pool->hasWaiters()) {
+    while (auto waiter = pool->popWaiter()) {
+      if (waiter->worker == id_) {
+        auto it = waiters_.find(waiter->token);
+        if (it == waiters_.end()) continue;  // gave up meanwhile
+        ClientConn* c = it->second;
+        waiters_.erase(it);
+        uc->owner = nullptr;
+        c->onIdleConn(uc);
+        return;
+      }
+      // The oldest waiter lives on another worker: close this connection and
+      // hand it the slot (sockets stay on the worker that opened them).
+      std::size_t target = uc->target;
+      delete uc;
+      shared_.workers[static_cast<std::size_t>(waiter->worker)]->post(
+          InboxMessage{InboxMessage::Kind::kSlot, pool, target, waiter->token, nullptr});
+      return;
+    }
+  }
+  idleUpstream(uc);
+}
+
+void Worker::passSlot(const std::shared_ptr<upstream::SharedPool>& pool, std::size_t target) {
+  while (auto waiter = pool->popWaiter()) {
+    if (waiter->worker == id_) {
+      auto it = waiters_.find(waiter->token);
+      if (it == waiters_.end()) continue;
+      ClientConn* c = it->second;
+      waiters_.erase(it);
+      c->onSlot(target);
+      return;
+    }
+    shared_.workers[static_cast<std::size_t>(waiter->worker)]->post(
+        InboxMessage{InboxMessage::Kind::kSlot, pool, target, waiter->token, nullptr});
+    return;
+  }
+  pool->releaseSlot(target);
+}
+
+std::uint64_t Worker::registerWaiter(ClientConn* c) {
+  std::uint64_t t = next_token_++;
+  waiters_[t] = c;
+  return t;
+}
+
+void Worker::unregisterWaiter(std::uint64_t token) { waiters_.erase(token); }
+
+void Worker::reclaimIdleElsewhere(const std::shared_ptr<upstream::SharedPool>& pool) {
+  for (Worker* w : shared_.workers) {
+    if (w != this) w->post(InboxMessage{InboxMessage::Kind::kReclaimIdle, pool, 0, 0, nullptr});
+  }
+}
+
+void Worker::onUpstreamEvent(evutil_socket_t, short what, void* arg) {
+  auto* uc = static_cast<upstream::UpstreamConn*>(arg);
+  if (uc->owner != nullptr) {
+    static_cast<ClientConn*>(uc->owner)->onUpstreamEvent(what);
+    return;
+  }
+  // An idle pooled connection became readable: the server closed it (or
+  // sent bytes nobody asked for). Either way it is done.
+  static_cast<Worker*>(uc->home)->idleClosed(uc);
+}
+
+void Worker::idleClosed(upstream::UpstreamConn* uc) {
+  upstream::UpstreamConn** link = &idle_[uc->pool.get()];
+  while (*link != nullptr && *link != uc) link = &(*link)->next_idle;
+  if (*link == uc) *link = uc->next_idle;
+  uc->next_idle = nullptr;
+  closeIdle(uc);
+}
+
+}  // namespace sluice::server

@@ -1,0 +1,126 @@
+#pragma once
+// One event-loop thread: its own event_base, its own SO_REUSEPORT listener,
+// its client connections, its idle upstream connections and a coarse tick
+// that enforces every timeout (no libevent timer per read).
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/event/clock.h"
+#include "proxy/server/runtime.h"
+#include "proxy/upstream/upstream_conn.h"
+
+namespace sluice::server {
+
+class ClientConn;
+class Worker;
+
+// State shared by all workers of the process.
+struct ServerShared {
+  explicit ServerShared(const event::Clock& c) : clock(c) {}
+  const event::Clock& clock;
+  std::atomic<std::int64_t> client_connections{0};
+  std::atomic<std::int64_t> max_connections{10000};
+  std::atomic<bool> draining{false};
+  std::vector<Worker*> workers;
+};
+
+struct InboxMessage {
+  enum class Kind { kSlot, kReclaimIdle, kRuntime, kDrain, kStop } kind = Kind::kStop;
+  std::shared_ptr<upstream::SharedPool> pool;
+  std::size_t target = 0;
+  std::uint64_t token = 0;
+  std::shared_ptr<const Runtime> runtime;
+};
+
+class Worker {
+ public:
+  Worker(int id, ServerShared& shared, std::shared_ptr<const Runtime> runtime);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Binds this worker's listener (SO_REUSEPORT). Returns the bound port or
+  // -1 and an error message.
+  int listen(const config::Address& addr, std::string* error);
+  void start();  // runs the loop on a new thread
+  void join();
+  // Thread-safe: queue a message for this worker's loop.
+  void post(InboxMessage msg);
+
+  int id() const { return id_; }
+  event_base* base() const { return base_; }
+  ServerShared& shared() { return shared_; }
+  const std::shared_ptr<const Runtime>& runtime() const { return runtime_; }
+  event::Nanos now() const { return shared_.clock.now(); }
+
+  // Buffers for client connections come from a per-worker free list.
+  std::unique_ptr<char[]> takeBuffer();
+  void giveBuffer(std::unique_ptr<char[]> b);
+  std::uint32_t clientBufferSize() const { return client_buf_size_; }
+
+  // Upstream pool, worker side.
+  upstream::UpstreamConn* takeIdle(upstream::SharedPool* pool);
+  // Returns a connection after a response: reuse (idle or hand to a waiter)
+  // or close and pass its slot on.
+  void releaseUpstream(upstream::UpstreamConn* uc, bool reusable);
+  // Gives a reserved slot to the oldest waiter of the pool, or frees it.
+  void passSlot(const std::shared_ptr<upstream::SharedPool>& pool, std::size_t target);
+  std::uint64_t registerWaiter(ClientConn* c);
+  void unregisterWaiter(std::uint64_t token);
+  // Asks other workers to close one idle connection of `pool`.
+  void reclaimIdleElsewhere(const std::shared_ptr<upstream::SharedPool>& pool);
+
+  void addConn(ClientConn* c);
+  void removeConn(ClientConn* c);
+  void retire(ClientConn* c);  // freed after the current callback
+
+  // Libevent callbacks for upstream sockets (arg: UpstreamConn*).
+  static void onUpstreamEvent(evutil_socket_t fd, short what, void* arg);
+
+ private:
+  static void onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int len, void* arg);
+  static void onAcceptError(evconnlistener* l, void* arg);
+  static void onTick(evutil_socket_t, short, void* arg);
+  static void onInbox(evutil_socket_t, short, void* arg);
+  static void onReap(evutil_socket_t, short, void* arg);
+  void tick();
+  void drainInbox();
+  void closeIdle(upstream::UpstreamConn* uc);
+  void idleClosed(upstream::UpstreamConn* uc);
+  void idleUpstream(upstream::UpstreamConn* uc);
+
+  int id_;
+  ServerShared& shared_;
+  std::shared_ptr<const Runtime> runtime_;
+  event_base* base_ = nullptr;
+  evconnlistener* listener_ = nullptr;
+  bool listener_paused_ = false;
+  ::event* tick_ev_ = nullptr;
+  ::event* inbox_ev_ = nullptr;
+  ::event* reap_ev_ = nullptr;
+  std::thread thread_;
+  std::mutex inbox_mu_;
+  std::vector<InboxMessage> inbox_;
+  std::uint32_t client_buf_size_ = 0;
+  std::vector<std::unique_ptr<char[]>> free_buffers_;
+  ClientConn* conns_ = nullptr;  // intrusive list of live connections
+  std::vector<ClientConn*> graveyard_;
+  std::unordered_map<upstream::SharedPool*, upstream::UpstreamConn*> idle_;  // per pool, LIFO
+  std::unordered_map<std::uint64_t, ClientConn*> waiters_;
+  std::uint64_t next_token_ = 1;
+  bool stopping_ = false;
+
+  friend class ClientConn;
+};
+
+}  // namespace sluice::server

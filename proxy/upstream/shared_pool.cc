@@ -1,0 +1,119 @@
+#include "proxy/upstream/shared_pool.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+
+#include <cstring>
+
+namespace sluice::upstream {
+namespace {
+
+bool resolve(const config::Address& a, sockaddr_storage* out, socklen_t* len) {
+  std::memset(out, 0, sizeof *out);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(out);
+  if (inet_pton(AF_INET, a.host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(a.port);
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(out);
+  if (inet_pton(AF_INET6, a.host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(a.port);
+    *len = sizeof(sockaddr_in6);
+    return true;
+  }
+  // A host name: resolved once at load (start-up or reload), not per request.
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(a.host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return false;
+  std::memcpy(out, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  if (out->ss_family == AF_INET) {
+    v4->sin_port = htons(a.port);
+  } else {
+    v6->sin6_port = htons(a.port);
+  }
+  freeaddrinfo(res);
+  return true;
+}
+
+}  // namespace
+
+std::shared_ptr<SharedPool> SharedPool::create(const config::UpstreamConfig& cfg,
+                                               std::string* error) {
+  std::shared_ptr<SharedPool> pool(new SharedPool(cfg));
+  for (const auto& addr : cfg.targets) {
+    auto t = std::make_unique<Target>();
+    t->address = addr;
+    if (!resolve(addr, &t->sockaddr, &t->sockaddr_len)) {
+      *error = "upstream " + cfg.name + ": cannot resolve " + addr.toString();
+      return nullptr;
+    }
+    pool->targets_.push_back(std::move(t));
+  }
+  return pool;
+}
+
+std::optional<std::size_t> SharedPool::reserveSlot(Nanos now) {
+  const std::size_t n = targets_.size();
+  if (n == 0) return std::nullopt;
+  const int max = static_cast<int>(cfg_.max_connections);
+  std::uint32_t start = rr_.fetch_add(1, std::memory_order_relaxed);
+  // Two passes: healthy targets first, then any target (all down: try anyway
+  // rather than fail every request for 5 s).
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::size_t k = 0; k < n; ++k) {
+      std::size_t i = (start + k) % n;
+      Target& t = *targets_[i];
+      if (pass == 0 && t.down_until.load(std::memory_order_relaxed) > now) continue;
+      int cur = t.open.load(std::memory_order_relaxed);
+      while (cur < max) {
+        if (t.open.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel)) return i;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+void SharedPool::releaseSlot(std::size_t target) {
+  targets_[target]->open.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+void SharedPool::markDown(std::size_t target, Nanos now) {
+  targets_[target]->down_until.store(now + kRefusedPenalty, std::memory_order_relaxed);
+}
+
+bool SharedPool::enqueue(const Waiter& w) {
+  std::lock_guard lock(mu_);
+  if (static_cast<std::int64_t>(queue_.size()) >= cfg_.max_pending) return false;
+  queue_.push_back(w);
+  waiting_.store(static_cast<std::int64_t>(queue_.size()), std::memory_order_release);
+  return true;
+}
+
+bool SharedPool::cancel(const Waiter& w) {
+  std::lock_guard lock(mu_);
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->worker == w.worker && it->token == w.token) {
+      queue_.erase(it);
+      waiting_.store(static_cast<std::int64_t>(queue_.size()), std::memory_order_release);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::optional<Waiter> SharedPool::popWaiter() {
+  std::lock_guard lock(mu_);
+  if (queue_.empty()) return std::nullopt;
+  Waiter w = queue_.front();
+  queue_.pop_front();
+  waiting_.store(static_cast<std::int64_t>(queue_.size()), std::memory_order_release);
+  return w;
+}
+
+}  // namespace sluice::upstream
