@@ -16,11 +16,17 @@ TEST_PKGS=(
   curl python3 procps
 )
 
+# Load testing against peers (loadtest/): not needed to build or test.
+BENCH_PKGS=(
+  wrk nginx-light haproxy gnuplot-nox strace
+)
+
 profile="${1:-all}"
 case "$profile" in
   build) pkgs=("${BUILD_PKGS[@]}") ;;
   all) pkgs=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
-  *) echo "usage: $0 [build|all]" >&2; exit 2 ;;
+  bench) pkgs=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}") ;;
+  *) echo "usage: $0 [build|all|bench]" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -35,5 +41,15 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 echo "setup: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as nginx and haproxy would start system services on install;
+# loadtest/ runs its own instances, so keep the services from starting.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod +x "$policy"
+  created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && $SUDO rm -f "$policy"' EXIT
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

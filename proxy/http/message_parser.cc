@@ -105,14 +105,22 @@ int MessageParser::onHeaderField(llhttp_t* p, const char* at, std::size_t len) {
 
 int MessageParser::onHeaderValue(llhttp_t* p, const char* at, std::size_t len) {
   MessageParser* s = self(p);
-  if (s->header_state_ == 3 || s->head_.header_count == 0) {
+  if (s->header_state_ == 3 || s->head_.header_count == 0 ||
+      std::memchr(at, '\n', len) != nullptr || std::memchr(at, '\r', len) != nullptr) {
     // A value after a completed value with no field between: obs-fold
     // (RFC 9112 §5.2), which a proxy must reject or replace; we reject.
     s->error_ = ParseError::kBadRequest;
     return HPE_USER;
   }
+  Span& value = s->head_.headers[static_cast<std::size_t>(s->head_.header_count - 1)].value;
+  if (s->header_state_ == 2 && value.len > 0 && at != s->base_ + value.off + value.len) {
+    // A second piece that does not continue the first: llhttp delivers an
+    // obs-fold continuation line this way.
+    s->error_ = ParseError::kBadRequest;
+    return HPE_USER;
+  }
   s->header_state_ = 2;
-  s->extend(s->head_.headers[static_cast<std::size_t>(s->head_.header_count - 1)].value, at, len);
+  s->extend(value, at, len);
   return 0;
 }
 
@@ -215,7 +223,8 @@ ParseResult MessageParser::feed(const char* base, std::uint32_t offset, std::uin
 void MessageParser::skipBody() { parser_.flags |= F_SKIPBODY; }
 
 bool MessageParser::finishAtEof() {
-  return llhttp_finish(&parser_) == HPE_OK && !in_head_;
+  llhttp_errno_t err = llhttp_finish(&parser_);
+  return (err == HPE_OK || err == HPE_PAUSED) && !in_head_;
 }
 
 }  // namespace sluice::http
