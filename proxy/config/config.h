@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/config/values.h"
@@ -23,7 +24,7 @@ struct ServerConfig {
   std::uint64_t max_header_bytes = 16 * 1024;
   std::uint64_t max_body_bytes = 10 * 1024 * 1024;
   Duration shutdown_grace = Duration::seconds(20);
-  std::string access_log;                 // "" off | "stderr" | path
+  std::string access_log;                    // "" off | "stderr" | path
   std::string access_log_format = "logfmt";  // logfmt | json
 };
 
@@ -92,7 +93,7 @@ struct LimiterConfig {
 struct RouteConfig {
   std::string name;  // default: path_prefix
   std::string path_prefix;
-  std::string host;  // "" = any
+  std::string host;                  // "" = any
   std::vector<std::string> methods;  // empty = any
   std::string upstream;
   std::vector<std::string> limits;
@@ -106,10 +107,18 @@ struct Config {
   std::vector<LimitConfig> limits;        // in file order
   std::optional<RedisConfig> redis;       // set when the block is present
   LimiterConfig limiter;
-  std::vector<RouteConfig> routes;        // first match wins
+  std::vector<RouteConfig> routes;  // first match wins
 
+  // The upstream or limit with this name, or nullptr.
   const UpstreamConfig* findUpstream(const std::string& name) const;
   const LimitConfig* findLimit(const std::string& name) const;
 };
+
+// The config-file spelling of each enum value ("api_key", "x-ratelimit", ...).
+std::string_view toString(LimitScope value);
+std::string_view toString(MissingKey value);
+std::string_view toString(StoreKind value);
+std::string_view toString(StoreErrorPolicy value);
+std::string_view toString(HeaderStyle value);
 
 }  // namespace sluice::config
