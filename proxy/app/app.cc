@@ -12,6 +12,7 @@
 #include "proxy/app/admission_impl.h"
 #include "proxy/event/log.h"
 #include "proxy/server/client_conn.h"
+#include "proxy/version.h"
 
 namespace sluice::app {
 namespace {
@@ -28,6 +29,7 @@ int workerCount(const config::Config& cfg) {
 
 std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config::Config> cfg,
                                                     const server::Runtime* previous,
+                                                    metrics::Registry* registry,
                                                     std::string* error) {
   auto rt = std::make_shared<server::Runtime>(cfg);
   for (const auto& up : cfg->upstreams) {
@@ -48,8 +50,10 @@ std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config
     if (!pool) pool = upstream::SharedPool::create(up, error);
     if (!pool) return nullptr;
     rt->pools.push_back(std::move(pool));
+    rt->pool_stats.push_back(registry->upstream(up.name));
   }
   rt->admission = makeAdmission(*cfg, previous);
+  rt->unmatched_stats = registry->route("unmatched");
   for (const auto& route : cfg->routes) {
     server::RouteRuntime rr;
     for (std::size_t i = 0; i < cfg->upstreams.size(); ++i) {
@@ -59,6 +63,7 @@ std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config
       }
     }
     rr.limits = compileRouteLimits(*cfg, route);
+    rr.stats = registry->route(route.name.empty() ? route.path_prefix : route.name);
     rt->route_runtime.push_back(std::move(rr));
   }
   return rt;
@@ -72,6 +77,7 @@ App::App(std::string config_path, std::shared_ptr<const config::Config> cfg)
 App::~App() {
   for (::event* e : signal_events_) event_free(e);
   if (drain_ev_ != nullptr) event_free(drain_ev_);
+  if (sweep_ev_ != nullptr) event_free(sweep_ev_);
   if (admin_ != nullptr) evhttp_free(admin_);
   workers_.clear();
   if (base_ != nullptr) event_base_free(base_);
@@ -81,7 +87,10 @@ int App::run() {
   evthread_use_pthreads();
   signal(SIGPIPE, SIG_IGN);
   std::string error;
-  runtime_ = buildRuntime(cfg_, nullptr, &error);
+  const int n = workerCount(*cfg_);
+  metrics_ = std::make_unique<metrics::Registry>(n, kVersion);
+  shared_.metrics = metrics_.get();
+  runtime_ = buildRuntime(cfg_, nullptr, metrics_.get(), &error);
   if (!runtime_) {
     event::log(LogLevel::kError, "cannot start", {{"error", error}});
     return 1;
@@ -89,7 +98,7 @@ int App::run() {
   base_ = event_base_new();
   shared_.max_connections.store(cfg_->server.max_connections);
 
-  const int n = workerCount(*cfg_);
+  metrics_->configLoaded(event::SteadyClock::wallSeconds());
   config::Address listen = cfg_->server.listen;
   for (int i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<server::Worker>(i, shared_, runtime_));
@@ -128,6 +137,9 @@ int App::run() {
     signal_events_.push_back(e);
   }
   for (auto& w : workers_) w->start();
+  sweep_ev_ = event_new(base_, -1, EV_PERSIST, &App::onSweep, this);
+  timeval sweep_tv{0, static_cast<suseconds_t>(server::kSweepTick / 1000)};
+  event_add(sweep_ev_, &sweep_tv);
 
   config::Address shown = listen;
   event::log(LogLevel::kInfo, "listening",
@@ -171,14 +183,17 @@ void App::reload() {
     for (const auto& e : result.errors) {
       event::log(LogLevel::kError, "reload failed", {{"error", e.toString()}});
     }
+    metrics_->reloadFailed();
     return;
   }
   std::string error;
-  auto rt = buildRuntime(result.config, runtime_.get(), &error);
+  auto rt = buildRuntime(result.config, runtime_.get(), metrics_.get(), &error);
   if (!rt) {
     event::log(LogLevel::kError, "reload failed", {{"error", error}});
+    metrics_->reloadFailed();
     return;
   }
+  metrics_->reloadSucceeded(event::SteadyClock::wallSeconds());
   runtime_ = rt;
   cfg_ = result.config;
   shared_.max_connections.store(cfg_->server.max_connections);
@@ -201,6 +216,11 @@ void App::beginDrain() {
   drain_ev_ = event_new(base_, -1, EV_PERSIST, &App::onDrainTick, this);
   timeval tv{0, 50 * 1000};
   event_add(drain_ev_, &tv);
+}
+
+void App::onSweep(evutil_socket_t, short, void* arg) {
+  auto* app = static_cast<App*>(arg);
+  if (app->runtime_->admission) app->runtime_->admission->sweep(app->shared_.clock.now());
 }
 
 void App::onDrainTick(evutil_socket_t, short, void* arg) {
@@ -228,7 +248,20 @@ void App::onAdminRequest(evhttp_request* req, void* arg) {
   evkeyvalq* out = evhttp_request_get_output_headers(req);
   int code = 200;
   const char* reason = "OK";
-  if (path == "/healthz") {
+  if (path == "/metrics") {
+    metrics::ScrapeInput in;
+    in.client_connections = app->shared_.client_connections.load();
+    const auto& rt = app->runtime_;
+    for (std::size_t i = 0; i < rt->pools.size(); ++i) {
+      const auto& p = rt->pools[i];
+      std::int64_t idle = p->idle.load();
+      in.pools.push_back({p->name(), std::max<std::int64_t>(0, p->open() - idle), idle, p->pending()});
+    }
+    if (rt->admission) rt->admission->sample(&in.limits);
+    std::string text = app->metrics_->render(in);
+    evhttp_add_header(out, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evbuffer_add(body, text.data(), text.size());
+  } else if (path == "/healthz") {
     evhttp_add_header(out, "Content-Type", "text/plain");
     evbuffer_add_printf(body, "ok\n");
   } else if (path == "/readyz") {

@@ -20,7 +20,7 @@ namespace sluice::app {
 // null) donates state that survives a reload. Returns null and sets `error`.
 std::shared_ptr<const server::Runtime> buildRuntime(
     std::shared_ptr<const config::Config> cfg, const server::Runtime* previous,
-    std::string* error);
+    metrics::Registry* registry, std::string* error);
 
 class App {
  public:
@@ -45,11 +45,14 @@ class App {
   std::shared_ptr<const config::Config> cfg_;
   std::shared_ptr<const server::Runtime> runtime_;
   server::ServerShared shared_;
+  std::unique_ptr<metrics::Registry> metrics_;
   std::vector<std::unique_ptr<server::Worker>> workers_;
   event_base* base_ = nullptr;
   evhttp* admin_ = nullptr;
   std::vector<::event*> signal_events_;
   ::event* drain_ev_ = nullptr;
+  ::event* sweep_ev_ = nullptr;
+  static void onSweep(evutil_socket_t, short, void* arg);
   event::Nanos drain_deadline_ = 0;
   bool draining_ = false;
   int exit_code_ = 0;

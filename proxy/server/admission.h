@@ -11,8 +11,12 @@
 #include <vector>
 
 #include "proxy/config/config.h"
+#include "proxy/metrics/metrics.h"
 
 namespace sluice::server {
+
+// How often the app calls AdmissionContext::sweep.
+inline constexpr std::int64_t kSweepTick = 100 * 1000 * 1000;
 
 struct RequestView {
   std::array<std::uint8_t, 16> peer{};       // IPv4-mapped form
@@ -40,6 +44,10 @@ class AdmissionContext {
   // Decides one request on route `route`; fills `out`. Never throws.
   virtual void decide(const RouteLimits& route, const RequestView& req, std::int64_t now,
                       AdmissionResult* out) = 0;
+  // Appends one sample per limit for /metrics.
+  virtual void sample(std::vector<metrics::LimitSample>* out) const = 0;
+  // Sweeps a bounded slice of full buckets (called from a timer).
+  virtual void sweep(std::int64_t now) = 0;
 };
 
 }  // namespace sluice::server

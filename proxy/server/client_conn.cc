@@ -280,6 +280,9 @@ void ClientConn::process() {
 
 void ClientConn::handleHead() {
   const auto& h = parser_.head();
+  start_ = w_.now();
+  recorded_ = false;
+  status_ = 0;
   const auto& cfg = *rt_->config;
   rpos_ = h.start;
   client_http10_ = h.version_minor == 0;
@@ -438,6 +441,11 @@ void ClientConn::answerLocal(int status, bool close, std::string_view extra_head
   const auto& h = parser_.head();
   const bool has_body = req_ == Req::kHead && (h.chunked || h.content_length > 0);
   if (status == 503) extra_headers = "Retry-After: 1\r\n";
+  status_ = status;
+  if (recorded_) {  // an answer outside a request (e.g. 408 on a partial head)
+    recorded_ = false;
+    start_ = w_.now();
+  }
   if (close || draining_ || w_.shared().draining.load()) close_after_ = true;
   local_.clear();
   http::LocalResponse r;
@@ -483,6 +491,7 @@ void ClientConn::writeClient() {
   if (deadline_kind_ == Deadline::kWrite) setDeadline(Deadline::kNone, 0);
   if (resp_ == Resp::kLocal) {
     resp_ = Resp::kNone;
+    recordRequest();
     if (close_after_) {
       close();
       return;
@@ -505,6 +514,7 @@ void ClientConn::onWritable() {
 
 void ClientConn::acquireUpstream() {
   upstream::SharedPool* pool = route_->pool;
+  up_start_ = start_;
   if (upstream::UpstreamConn* uc = w_.takeIdle(pool)) {
     attachUpstream(uc);
     return;
@@ -517,7 +527,7 @@ void ClientConn::acquireUpstream() {
   if (!pool->enqueue(upstream::Waiter{w_.id(), token_})) {
     w_.unregisterWaiter(token_);
     token_ = 0;
-    upstreamFailed(503, "pool_full");
+    upstreamFailed(503, metrics::UpstreamError::kPoolFull);
     return;
   }
   setDeadline(Deadline::kPending, pool->config().pending_timeout.nanos);
@@ -545,7 +555,7 @@ void ClientConn::connectUpstream(std::size_t target) {
   uc->fd = ::socket(t.sockaddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   up_ = uc;
   if (uc->fd < 0) {
-    upstreamFailed(502, "connect");
+    upstreamFailed(502, metrics::UpstreamError::kConnect);
     return;
   }
   int one = 1;
@@ -555,7 +565,7 @@ void ClientConn::connectUpstream(std::size_t target) {
   int rc = ::connect(uc->fd, reinterpret_cast<const sockaddr*>(&t.sockaddr), t.sockaddr_len);
   if (rc != 0 && errno != EINPROGRESS) {
     pool_ptr->markDown(target, w_.now());
-    upstreamFailed(502, "connect");
+    upstreamFailed(502, metrics::UpstreamError::kConnect);
     return;
   }
   setDeadline(Deadline::kConnect, pool_ptr->config().connect_timeout.nanos);
@@ -581,7 +591,7 @@ void ClientConn::onUpstreamEvent(short what) {
       getsockopt(up_->fd, SOL_SOCKET, SO_ERROR, &err, &len);
       if (err != 0) {
         up_->pool->markDown(up_->target, w_.now());
-        upstreamFailed(502, "connect");
+        upstreamFailed(502, metrics::UpstreamError::kConnect);
         return;
       }
       up_->connected = true;
@@ -688,7 +698,8 @@ void ClientConn::upstreamReadable() {
         acquireUpstream();
         return;
       }
-      upstreamFailed(502, uc->wpos == 0 ? "reset" : "protocol");
+      upstreamFailed(502, uc->wpos == 0 ? metrics::UpstreamError::kReset
+                                      : metrics::UpstreamError::kProtocol);
       return;
     }
     if (resp_ == Resp::kBody && n == 0 && uc->parser.bodyUntilEof() &&
@@ -764,6 +775,8 @@ void ClientConn::handleResponseHead() {
   resp_head_sent_ = false;
   resp_ = Resp::kBody;
   response_started_ = true;
+  status_ = status;
+  if (metrics::StatusStats* ps = poolStats()) ps->record(w_.id(), status, w_.now() - up_start_);
   uc->rpos = uc->ppos;
   setDeadline(Deadline::kUpstreamIdle, uc->pool->config().idle_timeout.nanos);
 }
@@ -778,13 +791,13 @@ void ClientConn::pumpResponse() {
       if (uc->ppos == uc->wpos) break;
       auto r = uc->parser.feed(uc->buf.get(), uc->ppos, uc->wpos - uc->ppos);
       if (r.event == ParseEvent::kError) {
-        upstreamFailed(502, "protocol");
+        upstreamFailed(502, metrics::UpstreamError::kProtocol);
         return;
       }
       uc->ppos += static_cast<std::uint32_t>(r.consumed);
       if (r.event == ParseEvent::kNeedMore) {
         if (uc->wpos == upstream::kUpstreamBufferSize) {
-          upstreamFailed(502, "protocol");  // head larger than our buffer
+          upstreamFailed(502, metrics::UpstreamError::kProtocol);  // head larger than our buffer
           return;
         }
         break;
@@ -793,7 +806,7 @@ void ClientConn::pumpResponse() {
       if (status >= 100 && status < 200) {
         // Interim response (100 Continue, 103): relay it, then the final one.
         if (status == 101) {
-          upstreamFailed(502, "protocol");
+          upstreamFailed(502, metrics::UpstreamError::kProtocol);
           return;
         }
         uc->parser.skipBody();
@@ -881,6 +894,7 @@ void ClientConn::afterClientDrained(bool complete, bool reusable) {
 }
 
 void ClientConn::finishResponse(bool reusable) {
+  recordRequest();
   upstream::UpstreamConn* uc = up_;
   up_ = nullptr;
   to_up_ = Outbox{};
@@ -908,7 +922,8 @@ void ClientConn::abortUpstream() {
   }
 }
 
-void ClientConn::upstreamFailed(int status, const char*) {
+void ClientConn::upstreamFailed(int status, metrics::UpstreamError kind) {
+  if (metrics::StatusStats* ps = poolStats()) ps->error(w_.id(), kind);
   abortUpstream();
   if (response_started_) {
     close();
@@ -944,9 +959,21 @@ void ClientConn::endRequest() {
   }
 }
 
+void ClientConn::recordRequest() {
+  if (recorded_) return;
+  recorded_ = true;
+  metrics::StatusStats* stats = route_ != nullptr ? route_->stats : rt_->unmatched_stats;
+  if (stats != nullptr) stats->record(w_.id(), status_, w_.now() - start_);
+}
+
+metrics::StatusStats* ClientConn::poolStats() const {
+  return route_ != nullptr ? rt_->pool_stats[route_->pool_index] : nullptr;
+}
+
 void ClientConn::close() {
   if (dead_) return;
   dead_ = true;
+  if (status_ != 0) recordRequest();  // an answer was under way
   if (token_ != 0) {
     if (route_ != nullptr) {
       rt_->pools[route_->pool_index]->cancel(upstream::Waiter{w_.id(), token_});
@@ -998,13 +1025,13 @@ void ClientConn::checkTimeout(event::Nanos now) {
         w_.unregisterWaiter(token_);
         token_ = 0;
       }
-      upstreamFailed(503, "pending_timeout");
+      upstreamFailed(503, metrics::UpstreamError::kPendingTimeout);
       return;
     case Deadline::kConnect:
-      upstreamFailed(502, "connect");
+      upstreamFailed(502, metrics::UpstreamError::kConnect);
       return;
     case Deadline::kResponse:
-      upstreamFailed(504, "timeout");
+      upstreamFailed(504, metrics::UpstreamError::kTimeout);
       return;
     case Deadline::kUpstreamIdle:
       abortUpstream();

@@ -86,11 +86,13 @@ class ClientConn {
   void pumpResponse();
   void afterClientDrained(bool complete, bool reusable);
   void finishResponse(bool upstream_reusable);
-  void upstreamFailed(int status, const char* kind);
+  void upstreamFailed(int status, metrics::UpstreamError kind);
   void abortUpstream();
   void writeClient();
   void endRequest();
   void close();
+  void recordRequest();
+  metrics::StatusStats* poolStats() const;
   void setDeadline(Deadline kind, event::Nanos after);
   void armClientRead(bool on);
   void armUpstreamRead(bool on);
@@ -138,6 +140,10 @@ class ClientConn {
   Deadline deadline_kind_ = Deadline::kNone;
   event::Nanos deadline_ = 0;
   bool dead_ = false;
+  int status_ = 0;             // status sent for the current request (metrics, logs)
+  bool recorded_ = true;       // the current request is counted
+  event::Nanos start_ = 0;     // request head complete
+  event::Nanos up_start_ = 0;  // request handed to an upstream connection
   bool draining_ = false;
 };
 

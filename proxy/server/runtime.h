@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "proxy/config/config.h"
+#include "proxy/metrics/metrics.h"
 #include "proxy/routing/route_table.h"
 #include "proxy/server/admission.h"
 #include "proxy/upstream/shared_pool.h"
@@ -17,6 +18,7 @@ struct RouteRuntime {
   upstream::SharedPool* pool = nullptr;
   std::size_t pool_index = 0;
   RouteLimits limits;
+  metrics::StatusStats* stats = nullptr;
 };
 
 struct Runtime {
@@ -24,6 +26,8 @@ struct Runtime {
   routing::RouteTable routes;
   std::vector<std::shared_ptr<upstream::SharedPool>> pools;  // config.upstreams order
   std::vector<RouteRuntime> route_runtime;                   // parallel to routes
+  std::vector<metrics::StatusStats*> pool_stats;             // parallel to pools
+  metrics::StatusStats* unmatched_stats = nullptr;           // requests before/without a route
   std::shared_ptr<AdmissionContext> admission;
 
   explicit Runtime(std::shared_ptr<const config::Config> cfg)

@@ -207,6 +207,7 @@ void Worker::tick() {
     while (*link != nullptr) {
       upstream::UpstreamConn* uc = *link;
       if (uc->idle_deadline <= now) {
+        uc->pool->idle.fetch_sub(1, std::memory_order_relaxed);
         *link = uc->next_idle;
         uc->next_idle = nullptr;
         event_del(uc->read_ev);
@@ -253,6 +254,7 @@ void Worker::drainInbox() {
           upstream::UpstreamConn* uc = it->second;
           it->second = uc->next_idle;
           uc->next_idle = nullptr;
+          uc->pool->idle.fetch_sub(1, std::memory_order_relaxed);
           closeIdle(uc);
         }
         break;
@@ -285,6 +287,7 @@ upstream::UpstreamConn* Worker::takeIdle(upstream::SharedPool* pool) {
   upstream::UpstreamConn* uc = it->second;
   it->second = uc->next_idle;
   uc->next_idle = nullptr;
+  uc->pool->idle.fetch_sub(1, std::memory_order_relaxed);
   return uc;
 }
 
@@ -295,6 +298,7 @@ void Worker::idleUpstream(upstream::UpstreamConn* uc) {
   // The read event stays armed so a server-side close is noticed at once.
   event_add(uc->read_ev, nullptr);
   event_del(uc->write_ev);
+  uc->pool->idle.fetch_add(1, std::memory_order_relaxed);
   upstream::UpstreamConn*& head = idle_[uc->pool.get()];
   uc->next_idle = head;
   head = uc;
@@ -381,7 +385,10 @@ void Worker::onUpstreamEvent(evutil_socket_t, short what, void* arg) {
 void Worker::idleClosed(upstream::UpstreamConn* uc) {
   upstream::UpstreamConn** link = &idle_[uc->pool.get()];
   while (*link != nullptr && *link != uc) link = &(*link)->next_idle;
-  if (*link == uc) *link = uc->next_idle;
+  if (*link == uc) {
+    *link = uc->next_idle;
+    uc->pool->idle.fetch_sub(1, std::memory_order_relaxed);
+  }
   uc->next_idle = nullptr;
   closeIdle(uc);
 }

@@ -31,6 +31,7 @@ struct ServerShared {
   std::atomic<std::int64_t> client_connections{0};
   std::atomic<std::int64_t> max_connections{10000};
   std::atomic<bool> draining{false};
+  metrics::Registry* metrics = nullptr;
   std::vector<Worker*> workers;
 };
 

@@ -79,6 +79,12 @@ std::optional<std::size_t> SharedPool::reserveSlot(Nanos now) {
   return std::nullopt;
 }
 
+std::int64_t SharedPool::open() const {
+  std::int64_t n = 0;
+  for (const auto& t : targets_) n += t->open.load(std::memory_order_relaxed);
+  return n;
+}
+
 void SharedPool::releaseSlot(std::size_t target) {
   targets_[target]->open.fetch_sub(1, std::memory_order_acq_rel);
 }

@@ -69,6 +69,10 @@ class SharedPool {
   // Cheap check used on the hot path before popWaiter.
   bool hasWaiters() const { return waiting_.load(std::memory_order_acquire) > 0; }
   std::int64_t pending() const { return waiting_.load(std::memory_order_relaxed); }
+  // Idle pooled connections, all workers (for the connections gauge).
+  std::atomic<std::int64_t> idle{0};
+  // Open connections, all targets.
+  std::int64_t open() const;
 
  private:
   explicit SharedPool(const config::UpstreamConfig& cfg) : cfg_(cfg) {}
