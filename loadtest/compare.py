@@ -139,7 +139,7 @@ http {{
   uwsgi_temp_path {tmp}/uwsgi;
   scgi_temp_path {tmp}/scgi;
   limit_req_zone $binary_remote_addr zone=allow:10m rate=10000000r/s;
-  limit_req_zone $server_name zone=tiny:1m rate=1r/m;
+  limit_req_zone $server_port zone=tiny:1m rate=1r/m;
   limit_req_status 429;
   limit_req_log_level info;
   upstream demo {{ server 127.0.0.1:{up}; keepalive 64; }}

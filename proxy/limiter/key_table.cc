@@ -15,7 +15,7 @@ std::uint32_t perShardCapacity(std::int64_t max_keys, std::size_t shards) {
 
 KeyTable::KeyTable(std::int64_t max_keys, std::uint64_t seed) : seed_(seed) {
   // Enough shards to spread workers, but at least 256 keys per shard so the
-  // per-shard LRU stays close to a global one (small tables: exact LRU).
+  // per-shard eviction stays close to a global one (small tables: one shard).
   const auto per256 = static_cast<std::uint64_t>(std::max<std::int64_t>(1, max_keys / 256));
   shard_count_ = std::clamp<std::size_t>(std::bit_floor(per256), 1, 64);
   shards_ = std::make_unique<Shard[]>(shard_count_);

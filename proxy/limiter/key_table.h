@@ -13,7 +13,7 @@
 // (Exact LRU relinking cost two extra cache misses per cold-key decision.)
 // 48 bytes per entry + 11..21 bytes of index per key.
 //
-// Bucket state is mutated only under the shard lock: lookup and LRU need the
+// Bucket state is mutated only under the shard lock: lookup and eviction need the
 // lock anyway, and holding it makes the take / roll-back pair of a decision
 // safe against the slot being reused for another key in between.
 
