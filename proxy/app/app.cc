@@ -53,6 +53,16 @@ std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config
     rt->pool_stats.push_back(registry->upstream(up.name));
   }
   rt->admission = makeAdmission(*cfg, previous);
+  if (!cfg->server.access_log.empty()) {
+    const bool json = cfg->server.access_log_format == "json";
+    if (previous != nullptr && previous->access_log &&
+        previous->access_log->target() == cfg->server.access_log &&
+        previous->access_log->json() == json) {
+      rt->access_log = previous->access_log;
+    } else {
+      rt->access_log = std::make_shared<event::AccessLog>(cfg->server.access_log, json);
+    }
+  }
   rt->unmatched_stats = registry->route("unmatched");
   for (const auto& route : cfg->routes) {
     server::RouteRuntime rr;
@@ -171,7 +181,9 @@ void App::onSignal(evutil_socket_t sig, short, void* arg) {
       }
       break;
     case SIGUSR1:
-      break;  // access log reopening arrives with the access log
+      // logrotate renamed the file: write to a new one at the same path.
+      if (app->runtime_->access_log) app->runtime_->access_log->reopen();
+      break;
     default:
       break;
   }

@@ -20,6 +20,7 @@ namespace {
 using http::ParseEvent;
 
 constexpr std::string_view kCrlf = "\r\n";
+const std::string kUnmatched = "unmatched";
 constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
 // Hop-by-hop fields (RFC 9110 §7.6.1) and fields sluice sets itself.
@@ -161,7 +162,10 @@ void ClientConn::setDeadline(Deadline kind, event::Nanos after) {
 }
 
 bool ClientConn::ensureBuffer() {
-  if (!buf_) buf_ = w_.takeBuffer();
+  if (!buf_) {
+    buf_ = w_.takeBuffer();
+    buf_cap_ = w_.clientBufferSize();
+  }
   return true;
 }
 
@@ -177,7 +181,7 @@ std::string_view ClientConn::headerValue(int i) const {
 
 void ClientConn::onReadable() {
   ensureBuffer();
-  const std::uint32_t cap = w_.clientBufferSize();
+  const std::uint32_t cap = buf_cap_;
   if (wpos_ == cap) {
     // No room: stop reading until the data ahead is forwarded (backpressure).
     armClientRead(false);
@@ -237,7 +241,7 @@ void ClientConn::process() {
             answerLocal(h.header_count == 0 && h.line_end == 0 ? 414 : 431, true);
             return;
           }
-          if (wpos_ == w_.clientBufferSize()) armClientRead(false);
+          if (buf_ && wpos_ == buf_cap_) armClientRead(false);
           return;
         }
         if (r.event == ParseEvent::kHeadComplete) {
@@ -272,7 +276,7 @@ void ClientConn::process() {
       }
       case Req::kDone:
         // Pipelined bytes wait in the buffer; stop reading when it is full.
-        if (wpos_ == w_.clientBufferSize()) armClientRead(false);
+        if (buf_ && wpos_ == buf_cap_) armClientRead(false);
         return;
     }
   }
@@ -283,6 +287,16 @@ void ClientConn::handleHead() {
   start_ = w_.now();
   recorded_ = false;
   status_ = 0;
+  bytes_in_ = h.end - h.start;
+  bytes_out_ = 0;
+  last_target_ = nullptr;
+  violated_.clear();
+  pickRequestId();
+  if (rt_->access_log) {
+    log_method_.assign(buf_.get() + h.method_span.off, h.method_span.len);
+    std::string_view target(buf_.get() + h.url.off, h.url.len);
+    log_path_.assign(routing::requestPath(target));
+  }
   const auto& cfg = *rt_->config;
   rpos_ = h.start;
   client_http10_ = h.version_minor == 0;
@@ -363,6 +377,28 @@ void ClientConn::handleHead() {
   acquireUpstream();
 }
 
+void ClientConn::pickRequestId() {
+  // SPEC §1: keep the client's X-Request-Id when it is 1-128 visible
+  // characters; otherwise make one.
+  const auto& h = parser_.head();
+  client_request_id_ = false;
+  for (int i = 0; i < h.header_count; ++i) {
+    if (!http::equalsIgnoreCase(headerName(i), "x-request-id")) continue;
+    std::string_view v = headerValue(i);
+    bool ok = !v.empty() && v.size() <= 128;
+    for (char ch : v) {
+      if (ch < 0x21 || ch > 0x7e) ok = false;
+    }
+    if (ok) {
+      request_id_.assign(v);
+      client_request_id_ = true;
+      return;
+    }
+    break;
+  }
+  w_.newRequestId(&request_id_);
+}
+
 void ClientConn::buildUpstreamHead() {
   const auto& h = parser_.head();
   const char* b = buf_.get();
@@ -402,7 +438,7 @@ void ClientConn::buildUpstreamHead() {
   }
   for (int i = 0; i < h.header_count; ++i) {
     std::string_view name = headerName(i);
-    if (isHopByHop(name)) continue;
+    if (isHopByHop(name) || http::equalsIgnoreCase(name, "x-request-id")) continue;
     bool named = false;
     for (int k = 0; k < connection_count; ++k) {
       if (http::equalsIgnoreCase(name, connection_fields[k])) named = true;
@@ -432,6 +468,9 @@ void ClientConn::buildUpstreamHead() {
     up_head_.append(host);
     up_head_.append(kCrlf);
   }
+  up_head_.append("X-Request-Id: ");
+  up_head_.append(request_id_);
+  up_head_.append(kCrlf);
   if (h.chunked) up_head_.append("Transfer-Encoding: chunked\r\n");
   up_head_.append(kCrlf);
 }
@@ -442,10 +481,28 @@ void ClientConn::answerLocal(int status, bool close, std::string_view extra_head
   const bool has_body = req_ == Req::kHead && (h.chunked || h.content_length > 0);
   if (status == 503) extra_headers = "Retry-After: 1\r\n";
   status_ = status;
-  if (recorded_) {  // an answer outside a request (e.g. 408 on a partial head)
+  if (recorded_) {  // an answer outside a request (e.g. 400, 408 on a partial head)
     recorded_ = false;
     start_ = w_.now();
+    bytes_in_ = wpos_ - rpos_;
+    bytes_out_ = 0;
+    last_target_ = nullptr;
+    log_method_.clear();
+    log_path_.clear();
+    violated_.clear();
+    w_.newRequestId(&request_id_);
   }
+  if (status == 429 && rt_->access_log) {
+    for (std::string_view v : violated) {
+      if (!violated_.empty()) violated_.push_back(',');
+      violated_.append(v);
+    }
+  }
+  local_extra_.assign(extra_headers);
+  local_extra_.append("X-Request-Id: ");
+  local_extra_.append(request_id_);
+  local_extra_.append(kCrlf);
+  extra_headers = local_extra_;
   if (close || draining_ || w_.shared().draining.load()) close_after_ = true;
   local_.clear();
   http::LocalResponse r;
@@ -469,6 +526,7 @@ void ClientConn::answerLocal(int status, bool close, std::string_view extra_head
   resp_ = Resp::kLocal;
   to_client_ = Outbox{};
   to_client_.add(local_.data(), local_.size());
+  bytes_out_ += local_.size();
   writeClient();
 }
 
@@ -547,6 +605,7 @@ void ClientConn::onIdleConn(upstream::UpstreamConn* uc) {
 void ClientConn::connectUpstream(std::size_t target) {
   auto& pool_ptr = rt_->pools[route_->pool_index];
   upstream::Target& t = pool_ptr->target(target);
+  last_target_ = &t;
   auto* uc = new upstream::UpstreamConn();
   uc->pool = pool_ptr;
   uc->target = target;
@@ -574,6 +633,7 @@ void ClientConn::connectUpstream(std::size_t target) {
 
 void ClientConn::attachUpstream(upstream::UpstreamConn* uc) {
   up_ = uc;
+  last_target_ = &uc->pool->target(uc->target);
   uc->owner = this;
   uc->reused = true;
   uc->rpos = uc->ppos = uc->wpos = 0;
@@ -761,7 +821,7 @@ void ClientConn::handleResponseHead() {
   for (int i = 0; i < h.header_count; ++i) {
     const auto& f = h.headers[static_cast<std::size_t>(i)];
     std::string_view name(b + f.name.off, f.name.len);
-    if (isResponseHopByHop(name)) continue;
+    if (isResponseHopByHop(name) || http::equalsIgnoreCase(name, "x-request-id")) continue;
     if (!connection.empty() && http::listContainsToken(connection, name)) continue;
     resp_head_.append(name);
     resp_head_.append(": ");
@@ -770,6 +830,9 @@ void ClientConn::handleResponseHead() {
   }
   if (!no_body && (h.chunked || rechunk_)) resp_head_.append("Transfer-Encoding: chunked\r\n");
   if (close_after_) resp_head_.append("Connection: close\r\n");
+  resp_head_.append("X-Request-Id: ");
+  resp_head_.append(request_id_);
+  resp_head_.append(kCrlf);
   resp_head_.append(allowed_headers_);
   resp_head_.append(kCrlf);
   resp_head_sent_ = false;
@@ -838,10 +901,12 @@ void ClientConn::pumpResponse() {
   }
   if (resp_ == Resp::kBody && !resp_head_sent_) {
     to_client_.add(resp_head_.data(), resp_head_.size());
+    bytes_out_ += resp_head_.size();
     resp_head_sent_ = true;
   }
   if (resp_ == Resp::kBody) {
     std::uint32_t len = uc->ppos - uc->rpos;
+    bytes_out_ += len;
     if (len > 0) {
       if (rechunk_) {
         int hl = std::snprintf(chunk_hdr_.data(), chunk_hdr_.size(), "%x\r\n", len);
@@ -952,7 +1017,7 @@ void ClientConn::endRequest() {
   response_started_ = false;
   armClientRead(true);
   if (wpos_ == 0) {
-    if (buf_) w_.giveBuffer(std::move(buf_));
+    if (buf_) w_.giveBuffer(std::move(buf_), buf_cap_);
     setDeadline(Deadline::kIdle, rt_->config->server.idle_timeout.nanos);
   } else {
     startHead();
@@ -963,7 +1028,29 @@ void ClientConn::recordRequest() {
   if (recorded_) return;
   recorded_ = true;
   metrics::StatusStats* stats = route_ != nullptr ? route_->stats : rt_->unmatched_stats;
-  if (stats != nullptr) stats->record(w_.id(), status_, w_.now() - start_);
+  const event::Nanos took = w_.now() - start_;
+  if (stats != nullptr) stats->record(w_.id(), status_, took);
+  if (rt_->access_log) {
+    event::AccessRecord r;
+    r.wall_seconds = event::SteadyClock::wallSeconds();
+    r.request_id = request_id_;
+    r.client = peer_text_;
+    r.method = log_method_;
+    r.path = log_path_;
+    r.status = status_;
+    r.bytes_in = bytes_in_ + parser_.bodyBytes();
+    r.bytes_out = bytes_out_;
+    r.duration_seconds = static_cast<double>(took) / 1e9;
+    const std::string& route_name =
+        route_ != nullptr ? rt_->routes.routes()[static_cast<std::size_t>(route_ - rt_->route_runtime.data())].name
+                          : kUnmatched;
+    r.route = route_name;
+    std::string target = last_target_ != nullptr ? last_target_->address.toString() : std::string();
+    r.upstream = target;
+    r.limits = violated_;
+    event::appendAccessLine(w_.accessBuffer(), r, rt_->access_log->json());
+    w_.flushAccessLog(false);
+  }
 }
 
 metrics::StatusStats* ClientConn::poolStats() const {
@@ -986,7 +1073,7 @@ void ClientConn::close() {
   event_del(wev_);
   ::close(fd_);
   fd_ = -1;
-  if (buf_) w_.giveBuffer(std::move(buf_));
+  if (buf_) w_.giveBuffer(std::move(buf_), buf_cap_);
   w_.removeConn(this);
   w_.retire(this);
 }

@@ -92,6 +92,7 @@ class ClientConn {
   void endRequest();
   void close();
   void recordRequest();
+  void pickRequestId();
   metrics::StatusStats* poolStats() const;
   void setDeadline(Deadline kind, event::Nanos after);
   void armClientRead(bool on);
@@ -107,6 +108,7 @@ class ClientConn {
   std::array<std::uint8_t, 16> peer_{};
   std::string peer_text_;
   std::unique_ptr<char[]> buf_;
+  std::uint32_t buf_cap_ = 0;
   std::uint32_t rpos_ = 0, ppos_ = 0, wpos_ = 0;
   http::MessageParser parser_;
   std::shared_ptr<const Runtime> rt_;
@@ -140,6 +142,15 @@ class ClientConn {
   Deadline deadline_kind_ = Deadline::kNone;
   event::Nanos deadline_ = 0;
   bool dead_ = false;
+  std::string request_id_;
+  bool client_request_id_ = false;  // kept from the client's X-Request-Id
+  std::string log_method_;          // copies for the access log (the head
+  std::string log_path_;            //   bytes are reused for the body)
+  std::string violated_;
+  std::string local_extra_;            // denying limits of a 429, for the log
+  std::uint64_t bytes_in_ = 0;
+  std::uint64_t bytes_out_ = 0;
+  const upstream::Target* last_target_ = nullptr;
   int status_ = 0;             // status sent for the current request (metrics, logs)
   bool recorded_ = true;       // the current request is counted
   event::Nanos start_ = 0;     // request head complete

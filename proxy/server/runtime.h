@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "proxy/config/config.h"
+#include "proxy/event/access_log.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/routing/route_table.h"
 #include "proxy/server/admission.h"
@@ -29,6 +30,7 @@ struct Runtime {
   std::vector<metrics::StatusStats*> pool_stats;             // parallel to pools
   metrics::StatusStats* unmatched_stats = nullptr;           // requests before/without a route
   std::shared_ptr<AdmissionContext> admission;
+  std::shared_ptr<event::AccessLog> access_log;              // null when off
 
   explicit Runtime(std::shared_ptr<const config::Config> cfg)
       : config(cfg), routes(cfg->routes) {}

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <random>
 
 #include "proxy/event/log.h"
 #include "proxy/server/client_conn.h"
@@ -54,6 +55,37 @@ Worker::Worker(int id, ServerShared& shared, std::shared_ptr<const Runtime> runt
   event_add(tick_ev_, &kTick);
   inbox_ev_ = event_new(base_, -1, 0, &Worker::onInbox, this);
   reap_ev_ = event_new(base_, -1, 0, &Worker::onReap, this);
+  std::random_device rd;
+  rng_[0] = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  rng_[1] = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ 0x9e3779b97f4a7c15ULL;
+}
+
+void Worker::newRequestId(std::string* out) {
+  // xorshift128+: fast, and ids only need to be unique, not secret.
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->resize(32);
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t s1 = rng_[0];
+    const std::uint64_t s0 = rng_[1];
+    rng_[0] = s0;
+    s1 ^= s1 << 23;
+    rng_[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    std::uint64_t v = rng_[1] + s0;
+    for (int i = 0; i < 16; ++i) {
+      (*out)[static_cast<std::size_t>(half * 16 + i)] = kHex[v & 0xf];
+      v >>= 4;
+    }
+  }
+}
+
+void Worker::flushAccessLog(bool force) {
+  if (access_buf_.empty()) return;
+  if (!force && access_buf_.size() < 32 * 1024) return;
+  if (runtime_->access_log) {
+    runtime_->access_log->submit(access_buf_);
+  } else {
+    access_buf_.clear();
+  }
 }
 
 Worker::~Worker() {
@@ -125,9 +157,10 @@ std::unique_ptr<char[]> Worker::takeBuffer() {
   return b;
 }
 
-void Worker::giveBuffer(std::unique_ptr<char[]> b) {
-  // Keep a few warm buffers; idle connections hold none.
-  if (free_buffers_.size() < 64) free_buffers_.push_back(std::move(b));
+void Worker::giveBuffer(std::unique_ptr<char[]> b, std::uint32_t size) {
+  // Keep a few warm buffers; idle connections hold none. A buffer of an
+  // older size (max_header_bytes changed on reload) is simply freed.
+  if (size == client_buf_size_ && free_buffers_.size() < 64) free_buffers_.push_back(std::move(b));
 }
 
 void Worker::addConn(ClientConn* c) {
@@ -197,6 +230,7 @@ void Worker::onTick(evutil_socket_t, short, void* arg) { static_cast<Worker*>(ar
 
 void Worker::tick() {
   const event::Nanos now = this->now();
+  flushAccessLog(true);
   for (ClientConn* c = conns_; c != nullptr;) {
     ClientConn* next = c->next;
     c->checkTimeout(now);
@@ -259,9 +293,17 @@ void Worker::drainInbox() {
         }
         break;
       }
-      case InboxMessage::Kind::kRuntime:
+      case InboxMessage::Kind::kRuntime: {
+        flushAccessLog(true);  // lines so far belong to the log of the old config
         runtime_ = std::move(m.runtime);
+        const auto size =
+            static_cast<std::uint32_t>(runtime_->config->server.max_header_bytes + 16 * 1024);
+        if (size != client_buf_size_) {
+          client_buf_size_ = size;
+          free_buffers_.clear();
+        }
         break;
+      }
       case InboxMessage::Kind::kDrain:
         if (listener_ != nullptr) {
           evconnlistener_free(listener_);
@@ -274,6 +316,7 @@ void Worker::drainInbox() {
         }
         break;
       case InboxMessage::Kind::kStop:
+        flushAccessLog(true);
         stopping_ = true;
         event_base_loopexit(base_, nullptr);
         break;

@@ -66,7 +66,7 @@ class Worker {
 
   // Buffers for client connections come from a per-worker free list.
   std::unique_ptr<char[]> takeBuffer();
-  void giveBuffer(std::unique_ptr<char[]> b);
+  void giveBuffer(std::unique_ptr<char[]> b, std::uint32_t size);
   std::uint32_t clientBufferSize() const { return client_buf_size_; }
 
   // Upstream pool, worker side.
@@ -80,6 +80,12 @@ class Worker {
   void unregisterWaiter(std::uint64_t token);
   // Asks other workers to close one idle connection of `pool`.
   void reclaimIdleElsewhere(const std::shared_ptr<upstream::SharedPool>& pool);
+
+  // Access-log lines of this worker, handed to the writer on the tick.
+  std::string& accessBuffer() { return access_buf_; }
+  void flushAccessLog(bool force);
+  // A fresh request id: 128 random bits as 32 hex digits.
+  void newRequestId(std::string* out);
 
   void addConn(ClientConn* c);
   void removeConn(ClientConn* c);
@@ -120,6 +126,8 @@ class Worker {
   std::unordered_map<std::uint64_t, ClientConn*> waiters_;
   std::uint64_t next_token_ = 1;
   bool stopping_ = false;
+  std::string access_buf_;
+  std::uint64_t rng_[2] = {0, 0};
 
   friend class ClientConn;
 };
