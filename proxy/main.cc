@@ -3,8 +3,10 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/app/app.h"
+#include "proxy/app/explain.h"
 #include "proxy/config/loader.h"
 #include "proxy/event/log.h"
 #include "proxy/version.h"
@@ -15,7 +17,8 @@ int usage() {
   std::fprintf(stderr,
                "usage: sluice --config FILE [--log-level debug|info|warn|error]\n"
                "       sluice --check-config FILE\n"
-               "       sluice --version\n");
+               "       sluice --version\n"
+               "       sluice explain --config FILE [--peer IP] [-H \"Name: value\"]... METHOD URL\n");
   return 2;
 }
 
@@ -27,6 +30,9 @@ int printErrors(const sluice::config::LoadResult& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "explain") {
+    return sluice::app::explainMain(std::vector<std::string>(argv + 2, argv + argc));
+  }
   std::string config_path;
   std::string check_path;
   for (int i = 1; i < argc; ++i) {

@@ -169,7 +169,59 @@ class LimiterAdmission final : public server::AdmissionContext {
     }
   }
 
-  const std::vector<std::shared_ptr<limiter::Limit>>& limits() const { return limits_; }
+  bool topKeys(std::string_view name, std::size_t top, std::int64_t now,
+               std::string* json) const override {
+    const limiter::Limit* limit = nullptr;
+    for (const auto& l : limits_) {
+      if (l->name() == name) limit = l.get();
+    }
+    if (limit == nullptr) return false;
+    const int v4 = cfg_.clients.ipv4_prefix;
+    const int v6 = cfg_.clients.ipv6_prefix;
+    json->append("{\"limit\":\"");
+    json->append(limit->name());
+    json->append("\",\"per\":\"");
+    json->append(config::toString(limit->scope()));
+    json->append("\",\"keys\":[");
+    bool first = true;
+    for (const limiter::KeyStats& k : limit->topDenied(top, now)) {
+      if (!first) json->push_back(',');
+      first = false;
+      json->append("{\"key\":\"");
+      json->append(keyText(limit->scope(), k.key, v4, v6));
+      json->append("\",\"tokens\":");
+      json->append(std::to_string(k.remaining));
+      json->append(",\"allowed\":");
+      json->append(std::to_string(k.allowed));
+      json->append(",\"denied\":");
+      json->append(std::to_string(k.denied));
+      json->push_back('}');
+    }
+    json->append("]}\n");
+    return true;
+  }
+
+  // IP keys as their network; API keys as an 8-hex-digit fingerprint. An
+  // api_key limit also holds IP buckets (missing: ip): those invert to a
+  // masked address, which a hashed API key practically never does.
+  static std::string keyText(config::LimitScope scope, const client::KeyHash& key, int v4,
+                             int v6) {
+    if (scope == config::LimitScope::kGlobal) return "global";
+    const client::IpAddr ip = client::ipFromKey(key);
+    if (scope == config::LimitScope::kIp || looksLikeIpKey(ip, v4, v6)) {
+      return client::ipKeyText(ip, v4, v6);
+    }
+    return client::fingerprint(key);
+  }
+
+  static bool looksLikeIpKey(const client::IpAddr& ip, int v4, int v6) {
+    if (client::isIpv4(ip)) {
+      const client::IpAddr masked = client::ipKey(ip, v4, v6);
+      return masked == ip;
+    }
+    if (v6 >= 128) return false;
+    return client::ipKey(ip, v4, v6) == ip;
+  }
 
  private:
   static constexpr std::int64_t kMinSweepSlice = 1024;

@@ -1,10 +1,13 @@
 #include "proxy/app/app.h"
 
 #include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -273,6 +276,29 @@ void App::onAdminRequest(evhttp_request* req, void* arg) {
     std::string text = app->metrics_->render(in);
     evhttp_add_header(out, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evbuffer_add(body, text.data(), text.size());
+  } else if (path == "/limits") {
+    evkeyvalq params{};
+    const char* query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    std::string name;
+    std::size_t top = 10;
+    if (query != nullptr && evhttp_parse_query_str(query, &params) == 0) {
+      if (const char* v = evhttp_find_header(&params, "limit")) name = v;
+      if (const char* v = evhttp_find_header(&params, "top")) {
+        top = static_cast<std::size_t>(std::clamp(std::atol(v), 1L, 1000L));
+      }
+    }
+    evhttp_clear_headers(&params);
+    std::string json;
+    const auto& rt = app->runtime_;
+    if (rt->admission && rt->admission->topKeys(name, top, app->shared_.clock.now(), &json)) {
+      evhttp_add_header(out, "Content-Type", "application/json");
+      evbuffer_add(body, json.data(), json.size());
+    } else {
+      code = 404;
+      reason = "Not Found";
+      evhttp_add_header(out, "Content-Type", "application/json");
+      evbuffer_add_printf(body, "{\"error\":\"unknown limit\"}\n");
+    }
   } else if (path == "/healthz") {
     evhttp_add_header(out, "Content-Type", "text/plain");
     evbuffer_add_printf(body, "ok\n");

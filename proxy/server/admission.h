@@ -46,6 +46,10 @@ class AdmissionContext {
                       AdmissionResult* out) = 0;
   // Appends one sample per limit for /metrics.
   virtual void sample(std::vector<metrics::LimitSample>* out) const = 0;
+  // JSON for /limits: the `top` keys of limit `name` with the most denials.
+  // False when there is no such limit.
+  virtual bool topKeys(std::string_view name, std::size_t top, std::int64_t now,
+                       std::string* json) const = 0;
   // Sweeps a bounded slice of full buckets (called from a timer).
   virtual void sweep(std::int64_t now) = 0;
 };
