@@ -133,6 +133,8 @@ int App::run() {
   const auto& admin_addr = cfg_->server.admin_listen;
   evhttp_bound_socket* admin_sock =
       evhttp_bind_socket_with_handle(admin_, admin_addr.host.c_str(), admin_addr.port);
+  admin_sock_ = admin_sock;
+  bound_listen_ = listen;
   if (admin_sock == nullptr) {
     event::log(LogLevel::kError, "cannot listen",
                {{"listener", "admin"}, {"addr", admin_addr.toString()}, {"error", std::strerror(errno)}});
@@ -203,7 +205,7 @@ void App::reload() {
   }
   std::string error;
   auto rt = buildRuntime(result.config, runtime_.get(), metrics_.get(), &error);
-  if (!rt) {
+  if (!rt || !rebindListeners(*result.config, &error)) {
     event::log(LogLevel::kError, "reload failed", {{"error", error}});
     metrics_->reloadFailed();
     return;
@@ -219,6 +221,39 @@ void App::reload() {
     w->post(std::move(m));
   }
   event::log(LogLevel::kInfo, "config reloaded", {{"file", config_path_}});
+}
+
+bool App::rebindListeners(const config::Config& next, std::string* error) {
+  const auto& cur = cfg_->server;
+  if (!(next.server.admin_listen == cur.admin_listen)) {
+    const auto& a = next.server.admin_listen;
+    evhttp_bound_socket* fresh = evhttp_bind_socket_with_handle(admin_, a.host.c_str(), a.port);
+    if (fresh == nullptr) {
+      *error = "cannot listen on " + a.toString() + ": " + std::strerror(errno);
+      return false;
+    }
+    if (admin_sock_ != nullptr) evhttp_del_accept_socket(admin_, admin_sock_);
+    admin_sock_ = fresh;
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    getsockname(evhttp_bound_socket_get_fd(fresh), reinterpret_cast<sockaddr*>(&ss), &sl);
+    config::Address shown = a;
+    shown.port = ss.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port)
+                                         : ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+    event::log(LogLevel::kInfo, "listening", {{"listener", "admin"}, {"addr", shown.toString()}});
+  }
+  if (!(next.server.listen == cur.listen)) {
+    // New listeners first, then the old ones close: no refused connection.
+    config::Address addr = next.server.listen;
+    for (auto& w : workers_) {
+      int port = w->rebind(addr, error);
+      if (port < 0) return false;
+      addr.port = static_cast<std::uint16_t>(port);
+    }
+    bound_listen_ = addr;
+    event::log(LogLevel::kInfo, "listening", {{"listener", "proxy"}, {"addr", addr.toString()}});
+  }
+  return true;
 }
 
 void App::beginDrain() {

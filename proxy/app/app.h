@@ -38,6 +38,7 @@ class App {
   static void onAdminRequest(evhttp_request* req, void* arg);
   static void onDrainTick(evutil_socket_t, short, void* arg);
   void reload();
+  bool rebindListeners(const config::Config& next, std::string* error);
   void beginDrain();
   void stopWorkers();
 
@@ -49,6 +50,8 @@ class App {
   std::vector<std::unique_ptr<server::Worker>> workers_;
   event_base* base_ = nullptr;
   evhttp* admin_ = nullptr;
+  evhttp_bound_socket* admin_sock_ = nullptr;
+  config::Address bound_listen_;  // actual address (port 0 resolved)
   std::vector<::event*> signal_events_;
   ::event* drain_ev_ = nullptr;
   ::event* sweep_ev_ = nullptr;

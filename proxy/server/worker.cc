@@ -110,28 +110,47 @@ Worker::~Worker() {
   event_base_free(base_);
 }
 
-int Worker::listen(const config::Address& addr, std::string* error) {
+evconnlistener* Worker::bindListener(const config::Address& addr, std::string* error,
+                                     int* port) {
   sockaddr_storage ss{};
   socklen_t len = 0;
   if (!toSockaddr(addr, &ss, &len)) {
     *error = "cannot parse listen address " + addr.toString();
-    return -1;
+    return nullptr;
   }
-  listener_ = evconnlistener_new_bind(
+  evconnlistener* l = evconnlistener_new_bind(
       base_, &Worker::onAccept, this,
       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
-          LEV_OPT_REUSEABLE_PORT,
+          LEV_OPT_REUSEABLE_PORT | LEV_OPT_THREADSAFE,
       1024, reinterpret_cast<sockaddr*>(&ss), static_cast<int>(len));
-  if (listener_ == nullptr) {
+  if (l == nullptr) {
     *error = "cannot listen on " + addr.toString() + ": " + std::strerror(errno);
-    return -1;
+    return nullptr;
   }
-  evconnlistener_set_error_cb(listener_, &Worker::onAcceptError);
+  evconnlistener_set_error_cb(l, &Worker::onAcceptError);
   sockaddr_storage bound{};
   socklen_t blen = sizeof bound;
-  getsockname(evconnlistener_get_fd(listener_), reinterpret_cast<sockaddr*>(&bound), &blen);
-  if (bound.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  return ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  getsockname(evconnlistener_get_fd(l), reinterpret_cast<sockaddr*>(&bound), &blen);
+  *port = bound.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port)
+                                     : ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  return l;
+}
+
+int Worker::listen(const config::Address& addr, std::string* error) {
+  int port = -1;
+  listener_ = bindListener(addr, error, &port);
+  return listener_ == nullptr ? -1 : port;
+}
+
+int Worker::rebind(const config::Address& addr, std::string* error) {
+  int port = -1;
+  evconnlistener* fresh = bindListener(addr, error, &port);
+  if (fresh == nullptr) return -1;
+  InboxMessage m;
+  m.kind = InboxMessage::Kind::kSwapListener;
+  m.listener = fresh;
+  post(std::move(m));
+  return port;
 }
 
 void Worker::start() {
@@ -191,7 +210,7 @@ void Worker::onReap(evutil_socket_t, short, void* arg) {
   if (w->stopping_ && w->conns_ == nullptr) event_base_loopexit(w->base_, nullptr);
 }
 
-void Worker::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* sa, int len, void* arg) {
+void Worker::onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int len, void* arg) {
   auto* w = static_cast<Worker*>(arg);
   if (w->stopping_ || w->shared_.draining.load(std::memory_order_relaxed)) {
     ::close(fd);
@@ -203,14 +222,14 @@ void Worker::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* sa, int len
     // Another worker took the last slot; this one pauses accepting.
     w->shared_.client_connections.fetch_sub(1, std::memory_order_relaxed);
     ::close(fd);
-    evconnlistener_disable(w->listener_);
+    evconnlistener_disable(l);
     w->listener_paused_ = true;
     return;
   }
   new ClientConn(*w, fd, sa, len);
   if (n >= max) {
     // At the cap: stop accepting; the tick resumes once below it.
-    evconnlistener_disable(w->listener_);
+    evconnlistener_disable(l);
     w->listener_paused_ = true;
   }
 }
@@ -255,7 +274,8 @@ void Worker::tick() {
     }
   }
   if (listener_paused_ && !stopping_ && !shared_.draining.load() &&
-      shared_.client_connections.load() < shared_.max_connections.load()) {
+      shared_.client_connections.load() < shared_.max_connections.load() &&
+      listener_ != nullptr) {
     evconnlistener_enable(listener_);
     listener_paused_ = false;
   }
@@ -313,6 +333,15 @@ void Worker::drainInbox() {
           ClientConn* next = c->next;
           c->drain();
           c = next;
+        }
+        break;
+      case InboxMessage::Kind::kSwapListener:
+        if (listener_ != nullptr) evconnlistener_free(listener_);
+        listener_ = m.listener;
+        listener_paused_ = false;
+        if (stopping_ || shared_.draining.load()) {
+          evconnlistener_free(listener_);
+          listener_ = nullptr;
         }
         break;
       case InboxMessage::Kind::kStop:

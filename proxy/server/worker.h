@@ -36,11 +36,13 @@ struct ServerShared {
 };
 
 struct InboxMessage {
-  enum class Kind { kSlot, kReclaimIdle, kRuntime, kDrain, kStop } kind = Kind::kStop;
+  enum class Kind { kSlot, kReclaimIdle, kRuntime, kDrain, kStop, kSwapListener } kind =
+      Kind::kStop;
   std::shared_ptr<upstream::SharedPool> pool;
   std::size_t target = 0;
   std::uint64_t token = 0;
   std::shared_ptr<const Runtime> runtime;
+  evconnlistener* listener = nullptr;  // kSwapListener: the new listener
 };
 
 class Worker {
@@ -53,6 +55,10 @@ class Worker {
   // Binds this worker's listener (SO_REUSEPORT). Returns the bound port or
   // -1 and an error message.
   int listen(const config::Address& addr, std::string* error);
+  // Reload with a changed `listen`: binds the new address now (from the
+  // control thread) and has the loop close the old listener afterwards, so
+  // no connection is refused in between. Returns the port or -1.
+  int rebind(const config::Address& addr, std::string* error);
   void start();  // runs the loop on a new thread
   void join();
   // Thread-safe: queue a message for this worker's loop.
@@ -95,6 +101,7 @@ class Worker {
   static void onUpstreamEvent(evutil_socket_t fd, short what, void* arg);
 
  private:
+  evconnlistener* bindListener(const config::Address& addr, std::string* error, int* port);
   static void onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int len, void* arg);
   static void onAcceptError(evconnlistener* l, void* arg);
   static void onTick(evutil_socket_t, short, void* arg);
