@@ -1,6 +1,9 @@
 #include "proxy/app/admission_impl.h"
 
 #include <array>
+#include <atomic>
+#include <cstdio>
+#include <unordered_map>
 #include <optional>
 
 #include "proxy/client/api_key.h"
@@ -11,6 +14,7 @@
 #include "proxy/limiter/bucket.h"
 #include "proxy/limiter/decide.h"
 #include "proxy/limiter/limit.h"
+#include "proxy/store/redis_store.h"
 
 namespace sluice::app {
 namespace {
@@ -19,33 +23,56 @@ using limiter::Outcome;
 
 constexpr std::size_t kMaxStackProbes = 16;
 
-// Seconds until the next whole token is back (RateLimit `t` on an allowed
-// response), from the time until the bucket is full.
-std::int64_t nextTokenSeconds(const limiter::Probe& p) {
-  const std::int64_t missing = p.burst - p.remaining;  // whole tokens short of full
+// What a rate-limit header needs to know about one limit's bucket.
+struct BucketView {
+  std::string_view name;
+  std::int64_t burst = 0;           // q
+  std::int64_t window_seconds = 0;  // w
+  std::int64_t remaining = 0;       // r
+  limiter::Nanos wait = 0;          // until one token is back
+  limiter::Nanos full_in = 0;       // until full
+  limiter::Nanos interval = 0;      // T
+};
+
+BucketView viewOf(const limiter::Probe& p) {
+  return {p.limit->name(), p.burst, p.window_seconds, p.remaining, p.wait, p.full_in, p.interval};
+}
+
+std::int64_t nextTokenSeconds(const BucketView& v) {
+  const std::int64_t missing = v.burst - v.remaining;
   if (missing <= 0) return 0;
-  limiter::Nanos next = p.full_in - (missing - 1) * p.interval;
+  limiter::Nanos next = v.full_in - (missing - 1) * v.interval;
   if (next < 0) next = 0;
   return std::max<std::int64_t>(1, limiter::ceilSeconds(next));
 }
 
 class LimiterAdmission final : public server::AdmissionContext {
  public:
-  LimiterAdmission(const config::Config& cfg, const server::Runtime* previous) : cfg_(cfg) {
+  LimiterAdmission(const config::Config& cfg, const server::Runtime* previous,
+                   std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats,
+                   int workers)
+      : cfg_(cfg), store_(std::move(store)), store_stats_(store_stats), pending_(workers) {
     const LimiterAdmission* prev = nullptr;
     if (previous != nullptr && previous->admission) {
       prev = dynamic_cast<const LimiterAdmission*>(previous->admission.get());
     }
     const limiter::Nanos now = event::SteadyClock::instance().now();
-    for (const auto& lc : cfg.limits) {
+    fallbacks_ = std::make_unique<std::atomic<std::uint64_t>[]>(cfg.limits.size());
+    for (std::size_t i = 0; i < cfg.limits.size(); ++i) {
+      const auto& lc = cfg.limits[i];
       std::shared_ptr<limiter::Limit> old;
       if (prev != nullptr) {
-        for (const auto& l : prev->limits_) {
-          if (l->name() == lc.name) old = l;
+        for (std::size_t k = 0; k < prev->limits_.size(); ++k) {
+          if (prev->limits_[k]->name() == lc.name) {
+            old = prev->limits_[k];
+            fallbacks_[i].store(prev->fallbacks_[k].load());
+          }
         }
       }
       limits_.push_back(old ? limiter::Limit::reload(lc, cfg.limiter.max_keys, old, now)
                             : limiter::Limit::create(lc, cfg.limiter.max_keys));
+      // Shadow limits never deny, so they stay local even with store: redis.
+      remote_.push_back(store_ && lc.store == config::StoreKind::kRedis && !lc.shadow);
     }
   }
 
@@ -74,12 +101,12 @@ class LimiterAdmission final : public server::AdmissionContext {
       }
       return *ip_key;
     };
-    std::size_t n = 0;
+    std::size_t n = 0;       // local probes: probes[0, n)
+    std::size_t remote = 0;  // remote probes: probes[idx.size() - remote, idx.size())
     for (std::size_t i : idx) {
       limiter::Limit* limit = limits_[i].get();
       const auto& lc = limit->config();
-      limiter::Probe& p = probes[n];
-      p = limiter::Probe{};
+      limiter::Probe p;
       p.limit = limit;
       if (!lc.exempt.empty() && limit->exempts(clientIp().ip)) p.exempt = true;
       switch (lc.per) {
@@ -112,31 +139,37 @@ class LimiterAdmission final : public server::AdmissionContext {
           break;
         }
       }
-      ++n;
+      if (remote_[i] && !p.exempt) {
+        probes[idx.size() - 1 - remote] = p;
+        ++remote;
+      } else {
+        probes[n++] = p;
+      }
     }
-    if (n == 0) return;
-    std::span<limiter::Probe> span(probes, n);
-    const limiter::Decision d = limiter::decide(span, now);
-    const auto style = cfg_.limiter.header_style;
+    std::span<limiter::Probe> local(probes, n);
+    limiter::Decision d;
+    if (n > 0) d = limiter::decide(local, now);
     if (!d.allowed) {
-      out->status = 429;
-      for (const limiter::Probe& p : span) {
-        if (p.outcome == Outcome::kDenied) out->violated.push_back(p.limit->name());
-      }
-      std::string& h = out->headers;
-      h.append("Retry-After: ");
-      http::appendNumber(h, static_cast<unsigned long long>(d.retry_after_seconds));
-      h.append("\r\n");
-      if (d.headline >= 0) {
-        appendLimitHeaders(h, span[static_cast<std::size_t>(d.headline)], style,
-                           d.retry_after_seconds);
-      }
+      deny(local, d, out);
+      return;
+    }
+    if (remote > 0) {
+      askStore(local, std::span<limiter::Probe>(probes + idx.size() - remote, remote), req, now,
+               out);
       return;
     }
     if (cfg_.limiter.response_headers && d.headline >= 0) {
-      const limiter::Probe& p = span[static_cast<std::size_t>(d.headline)];
-      appendLimitHeaders(out->allowed_headers, p, style, nextTokenSeconds(p));
+      const BucketView v = viewOf(local[static_cast<std::size_t>(d.headline)]);
+      appendLimitHeaders(out->allowed_headers, v, cfg_.limiter.header_style, nextTokenSeconds(v));
     }
+  }
+
+  void cancel(int worker, std::uint64_t ticket) override {
+    auto& map = pending_[static_cast<std::size_t>(worker)];
+    auto it = map.find(ticket);
+    if (it == map.end()) return;
+    if (store_) store_->cancel(worker, it->second->store_ticket);
+    map.erase(it);
   }
 
   void sample(std::vector<metrics::LimitSample>* out) const override {
@@ -151,6 +184,9 @@ class LimiterAdmission final : public server::AdmissionContext {
       m.keys = static_cast<std::int64_t>(s.keys);
       m.swept = s.swept;
       m.evicted = s.evicted;
+      const std::size_t i = indexOf(l.get());
+      m.fallbacks = fallbacks_[i].load(std::memory_order_relaxed);
+      m.redis = l->config().store == config::StoreKind::kRedis;
       out->push_back(std::move(m));
     }
   }
@@ -230,20 +266,211 @@ class LimiterAdmission final : public server::AdmissionContext {
   // RateLimit-Policy / RateLimit (draft-ietf-httpapi-ratelimit-headers-10) or
   // X-RateLimit-*, for one limit. `t` is seconds until a token is back
   // (0: omitted, the bucket is full).
-  static void appendLimitHeaders(std::string& h, const limiter::Probe& p, config::HeaderStyle style,
+  // One request waiting for the store.
+  struct Pending {
+    LimiterAdmission* self = nullptr;
+    server::AdmissionWaiter* waiter = nullptr;
+    int worker = 0;
+    std::uint64_t ticket = 0;
+    std::uint64_t store_ticket = 0;
+    std::vector<limiter::Probe> local;   // tokens taken locally (refunded on denial)
+    std::vector<limiter::Probe> remote;  // limits decided by the store
+    limiter::Nanos now = 0;
+  };
+
+  // Answers a denied request: 429 with Retry-After and the headline limit.
+  void deny(std::span<limiter::Probe> probes, const limiter::Decision& d,
+            server::AdmissionResult* out) const {
+    out->status = 429;
+    for (const limiter::Probe& p : probes) {
+      if (p.outcome == Outcome::kDenied) out->violated.push_back(p.limit->name());
+    }
+    appendRetryAfter(out->headers, d.retry_after_seconds);
+    if (d.headline >= 0) {
+      appendLimitHeaders(out->headers, viewOf(probes[static_cast<std::size_t>(d.headline)]),
+                         cfg_.limiter.header_style, d.retry_after_seconds);
+    }
+  }
+
+  static void appendRetryAfter(std::string& h, std::int64_t seconds) {
+    h.append("Retry-After: ");
+    http::appendNumber(h, static_cast<unsigned long long>(std::max<std::int64_t>(1, seconds)));
+    h.append("\r\n");
+  }
+
+  std::string redisKey(const limiter::Probe& p) const {
+    std::string key = store_->config().key_prefix;
+    key.append(p.limit->name());
+    key.push_back(':');
+    if (p.limit->scope() == config::LimitScope::kGlobal) {
+      key.append("global");
+    } else {
+      char hex[40];
+      std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(p.key.hi),
+                    static_cast<unsigned long long>(p.key.lo));
+      key.append(hex);
+    }
+    return key;
+  }
+
+  void askStore(std::span<limiter::Probe> local, std::span<limiter::Probe> remote,
+                const server::RequestView& req, limiter::Nanos now, server::AdmissionResult* out) {
+    auto pending = std::make_unique<Pending>();
+    pending->self = this;
+    pending->waiter = req.waiter;
+    pending->worker = req.worker;
+    pending->ticket = next_ticket_.fetch_add(1, std::memory_order_relaxed);
+    pending->local.assign(local.begin(), local.end());
+    pending->remote.assign(remote.begin(), remote.end());
+    pending->now = now;
+    std::vector<store::KeyRequest> keys;
+    for (limiter::Probe& p : pending->remote) {
+      const limiter::KeyParams& params = p.limit->paramsFor(p.key);
+      // Microseconds keep the script's integers exact in Lua's doubles; T is
+      // rounded up and tolerance keeps the burst ratio, so never over-admits.
+      const std::int64_t interval_us = (params.bucket.interval + 999) / 1000;
+      const double ratio = static_cast<double>(params.bucket.tolerance) /
+                           static_cast<double>(params.bucket.interval);
+      const auto tolerance_us =
+          static_cast<std::int64_t>(static_cast<double>(interval_us) * ratio + 1e-6);
+      p.burst = params.burst;
+      p.window_seconds = params.window_seconds;
+      p.interval = interval_us * 1000;
+      keys.push_back({redisKey(p), interval_us, tolerance_us});
+    }
+    Pending* raw = pending.get();
+    auto& map = pending_[static_cast<std::size_t>(req.worker)];
+    map[raw->ticket] = std::move(pending);
+    out->status = server::kAdmissionPending;
+    out->ticket = raw->ticket;
+    raw->store_ticket = store_->decide(req.worker, req.base, std::move(keys),
+                                       &LimiterAdmission::onStoreReply, raw, now);
+  }
+
+  static void onStoreReply(void* ctx, const store::Reply& reply) {
+    auto* p = static_cast<Pending*>(ctx);
+    p->self->finishPending(p, reply);
+  }
+
+  void finishPending(Pending* p, const store::Reply& reply) {
+    const int result = reply.result == store::Result::kOk      ? 0
+                       : reply.result == store::Result::kError ? 1
+                                                               : 2;
+    if (store_stats_ != nullptr) store_stats_->record(p->worker, result, reply.took);
+    server::AdmissionResult out;
+    bool denied = false;
+    std::int64_t retry_after = 1;
+    std::vector<BucketView> views;  // remote buckets for headers
+    int headline = -1;
+    if (reply.result == store::Result::kOk && reply.keys.size() == p->remote.size()) {
+      for (std::size_t i = 0; i < p->remote.size(); ++i) {
+        const store::KeyReply& k = reply.keys[i];
+        limiter::Probe& probe = p->remote[i];
+        BucketView v{probe.limit->name(), probe.burst, probe.window_seconds, k.remaining,
+                     k.wait_us * 1000, k.full_in_us * 1000, probe.interval};
+        views.push_back(v);
+        if (!reply.allowed && !k.admitted) {
+          denied = true;
+          out.violated.push_back(probe.limit->name());
+          probe.limit->record(Outcome::kDenied);
+          const std::int64_t secs = std::max<std::int64_t>(1, limiter::ceilSeconds(v.wait));
+          if (headline < 0 || secs > retry_after) {
+            retry_after = secs;
+            headline = static_cast<int>(i);
+          }
+        } else {
+          probe.limit->record(Outcome::kAllowed);
+        }
+      }
+    } else {
+      // Redis slow or down: each limit's on_store_error decides, at once.
+      std::vector<limiter::Probe> fallback;
+      for (limiter::Probe& probe : p->remote) {
+        const auto i = indexOf(probe.limit);
+        fallbacks_[i].fetch_add(1, std::memory_order_relaxed);
+        switch (probe.limit->config().on_store_error) {
+          case config::StoreErrorPolicy::kLocal:
+            fallback.push_back(probe);
+            break;
+          case config::StoreErrorPolicy::kAllow:
+            probe.limit->record(Outcome::kAllowed);
+            break;
+          case config::StoreErrorPolicy::kDeny:
+            probe.limit->record(Outcome::kDenied);
+            denied = true;
+            out.violated.push_back(probe.limit->name());
+            break;
+        }
+      }
+      if (!fallback.empty() && !denied) {
+        const limiter::Decision d = limiter::decide(fallback, p->now);
+        if (!d.allowed) {
+          limiter::refund(p->local);
+          deny(fallback, d, &out);
+          deliver(p, out);
+          return;
+        }
+      }
+    }
+    if (denied) {
+      limiter::refund(p->local);
+      out.status = 429;
+      appendRetryAfter(out.headers, retry_after);
+      if (headline >= 0) {
+        appendLimitHeaders(out.headers, views[static_cast<std::size_t>(headline)],
+                           cfg_.limiter.header_style, retry_after);
+      }
+    } else if (cfg_.limiter.response_headers) {
+      // The tightest bucket among local and remote limits.
+      const BucketView* best = nullptr;
+      for (const limiter::Probe& probe : p->local) {
+        if (probe.outcome != Outcome::kAllowed || probe.limit->shadow()) continue;
+        views.push_back(viewOf(probe));
+      }
+      for (const BucketView& v : views) {
+        if (best == nullptr || v.remaining < best->remaining) best = &v;
+      }
+      if (best != nullptr) {
+        appendLimitHeaders(out.allowed_headers, *best, cfg_.limiter.header_style,
+                           nextTokenSeconds(*best));
+      }
+    }
+    deliver(p, out);
+  }
+
+  void deliver(Pending* p, server::AdmissionResult& out) {
+    auto& map = pending_[static_cast<std::size_t>(p->worker)];
+    auto it = map.find(p->ticket);
+    if (it == map.end()) return;
+    std::unique_ptr<Pending> owned = std::move(it->second);
+    map.erase(it);
+    owned->waiter->onAdmission(out);
+  }
+
+  std::size_t indexOf(const limiter::Limit* limit) const {
+    for (std::size_t i = 0; i < limits_.size(); ++i) {
+      if (limits_[i].get() == limit) return i;
+    }
+    return 0;
+  }
+
+  // RateLimit-Policy / RateLimit (draft-ietf-httpapi-ratelimit-headers-10) or
+  // X-RateLimit-*, for one limit. `t` is seconds until a token is back
+  // (0: omitted, the bucket is full).
+  static void appendLimitHeaders(std::string& h, const BucketView& p, config::HeaderStyle style,
                                  std::int64_t t) {
     const auto num = [&h](std::int64_t v) {
       http::appendNumber(h, static_cast<unsigned long long>(std::max<std::int64_t>(0, v)));
     };
     if (style == config::HeaderStyle::kIetf) {
       h.append("RateLimit-Policy: \"");
-      h.append(p.limit->name());
+      h.append(p.name);
       h.append("\";q=");
       num(p.burst);
       h.append(";w=");
       num(p.window_seconds);
       h.append("\r\nRateLimit: \"");
-      h.append(p.limit->name());
+      h.append(p.name);
       h.append("\";r=");
       num(p.remaining);
       if (t > 0) {
@@ -264,13 +491,20 @@ class LimiterAdmission final : public server::AdmissionContext {
 
   const config::Config& cfg_;
   std::vector<std::shared_ptr<limiter::Limit>> limits_;
+  std::vector<bool> remote_;  // parallel to limits_: decided by the store
+  std::shared_ptr<store::RedisStore> store_;
+  metrics::StatusStats* store_stats_ = nullptr;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> fallbacks_;
+  std::vector<std::unordered_map<std::uint64_t, std::unique_ptr<Pending>>> pending_;  // per worker
+  std::atomic<std::uint64_t> next_ticket_{1};
 };
 
 }  // namespace
 
-std::shared_ptr<server::AdmissionContext> makeAdmission(const config::Config& cfg,
-                                                        const server::Runtime* previous) {
-  return std::make_shared<LimiterAdmission>(cfg, previous);
+std::shared_ptr<server::AdmissionContext> makeAdmission(
+    const config::Config& cfg, const server::Runtime* previous,
+    std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats, int workers) {
+  return std::make_shared<LimiterAdmission>(cfg, previous, std::move(store), store_stats, workers);
 }
 
 server::RouteLimits compileRouteLimits(const config::Config& cfg,

@@ -7,13 +7,16 @@
 #include "proxy/config/config.h"
 #include "proxy/server/admission.h"
 #include "proxy/server/runtime.h"
+#include "proxy/store/redis_store.h"
 
 namespace sluice::app {
 
 // Builds the admission for `cfg`; buckets of limits whose name and `per` are
 // unchanged are adopted from `previous` (may be null).
-std::shared_ptr<server::AdmissionContext> makeAdmission(const config::Config& cfg,
-                                                        const server::Runtime* previous);
+// Limits with `store: redis` are decided by `store` (null: no redis block).
+std::shared_ptr<server::AdmissionContext> makeAdmission(
+    const config::Config& cfg, const server::Runtime* previous,
+    std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats, int workers);
 
 // The limits of one route, as indexes into cfg.limits.
 server::RouteLimits compileRouteLimits(const config::Config& cfg,

@@ -33,7 +33,8 @@ int workerCount(const config::Config& cfg) {
 std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config::Config> cfg,
                                                     const server::Runtime* previous,
                                                     metrics::Registry* registry,
-                                                    std::string* error) {
+                                                    std::shared_ptr<store::RedisStore> store,
+                                                    int workers, std::string* error) {
   auto rt = std::make_shared<server::Runtime>(cfg);
   for (const auto& up : cfg->upstreams) {
     std::shared_ptr<upstream::SharedPool> pool;
@@ -55,7 +56,7 @@ std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config
     rt->pools.push_back(std::move(pool));
     rt->pool_stats.push_back(registry->upstream(up.name));
   }
-  rt->admission = makeAdmission(*cfg, previous);
+  rt->admission = makeAdmission(*cfg, previous, std::move(store), registry->store(), workers);
   if (!cfg->server.access_log.empty()) {
     const bool json = cfg->server.access_log_format == "json";
     if (previous != nullptr && previous->access_log &&
@@ -103,7 +104,12 @@ int App::run() {
   const int n = workerCount(*cfg_);
   metrics_ = std::make_unique<metrics::Registry>(n, kVersion);
   shared_.metrics = metrics_.get();
-  runtime_ = buildRuntime(cfg_, nullptr, metrics_.get(), &error);
+  worker_count_ = n;
+  shared_.on_worker_stop = [this](int worker) {
+    std::lock_guard lock(stores_mu_);
+    for (auto& s : stores_) s->closeWorker(worker);
+  };
+  runtime_ = buildRuntime(cfg_, nullptr, metrics_.get(), storeFor(*cfg_), n, &error);
   if (!runtime_) {
     event::log(LogLevel::kError, "cannot start", {{"error", error}});
     return 1;
@@ -151,6 +157,7 @@ int App::run() {
     event_add(e, nullptr);
     signal_events_.push_back(e);
   }
+  connectStore(storeFor(*cfg_));
   for (auto& w : workers_) w->start();
   sweep_ev_ = event_new(base_, -1, EV_PERSIST, &App::onSweep, this);
   timeval sweep_tv{0, static_cast<suseconds_t>(server::kSweepTick / 1000)};
@@ -204,7 +211,10 @@ void App::reload() {
     return;
   }
   std::string error;
-  auto rt = buildRuntime(result.config, runtime_.get(), metrics_.get(), &error);
+  auto store = storeFor(*result.config);
+  connectStore(store);  // before the new runtime reaches the workers (same inbox, in order)
+  auto rt = buildRuntime(result.config, runtime_.get(), metrics_.get(), store, worker_count_,
+                         &error);
   if (!rt || !rebindListeners(*result.config, &error)) {
     event::log(LogLevel::kError, "reload failed", {{"error", error}});
     metrics_->reloadFailed();
@@ -221,6 +231,33 @@ void App::reload() {
     w->post(std::move(m));
   }
   event::log(LogLevel::kInfo, "config reloaded", {{"file", config_path_}});
+}
+
+void App::connectStore(const std::shared_ptr<store::RedisStore>& store) {
+  if (!store) return;
+  for (auto& w : workers_) {
+    server::InboxMessage m;
+    m.kind = server::InboxMessage::Kind::kRun;
+    m.run = [store](server::Worker& worker) { store->connectWorker(worker.id(), worker.base()); };
+    w->post(std::move(m));
+  }
+}
+
+std::shared_ptr<store::RedisStore> App::storeFor(const config::Config& cfg) {
+  bool needed = false;
+  for (const auto& l : cfg.limits) needed = needed || l.store == config::StoreKind::kRedis;
+  if (!cfg.redis || !needed) return nullptr;
+  const config::RedisConfig& r = *cfg.redis;
+  std::lock_guard lock(stores_mu_);
+  if (!stores_.empty()) {
+    const config::RedisConfig& last = stores_.back()->config();
+    if (last.address == r.address && last.timeout == r.timeout && last.pool_size == r.pool_size &&
+        last.key_prefix == r.key_prefix) {
+      return stores_.back();
+    }
+  }
+  stores_.push_back(std::make_shared<store::RedisStore>(r, worker_count_));
+  return stores_.back();
 }
 
 bool App::rebindListeners(const config::Config& next, std::string* error) {
@@ -261,7 +298,7 @@ void App::beginDrain() {
   shared_.draining.store(true);
   event::log(LogLevel::kInfo, "draining",
              {{"grace", std::to_string(cfg_->server.shutdown_grace.nanos / 1000000) + "ms"}});
-  for (auto& w : workers_) w->post(server::InboxMessage{server::InboxMessage::Kind::kDrain, nullptr, 0, 0, nullptr});
+  for (auto& w : workers_) w->post(server::InboxMessage::of(server::InboxMessage::Kind::kDrain));
   drain_deadline_ = shared_.clock.now() + cfg_->server.shutdown_grace.nanos;
   drain_ev_ = event_new(base_, -1, EV_PERSIST, &App::onDrainTick, this);
   timeval tv{0, 50 * 1000};
@@ -282,7 +319,7 @@ void App::onDrainTick(evutil_socket_t, short, void* arg) {
 }
 
 void App::stopWorkers() {
-  for (auto& w : workers_) w->post(server::InboxMessage{server::InboxMessage::Kind::kStop, nullptr, 0, 0, nullptr});
+  for (auto& w : workers_) w->post(server::InboxMessage::of(server::InboxMessage::Kind::kStop));
   for (auto& w : workers_) w->join();
 }
 

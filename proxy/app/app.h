@@ -6,6 +6,7 @@
 #include <event2/http.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "proxy/event/clock.h"
 #include "proxy/server/runtime.h"
 #include "proxy/server/worker.h"
+#include "proxy/store/redis_store.h"
 
 namespace sluice::app {
 
@@ -20,7 +22,8 @@ namespace sluice::app {
 // null) donates state that survives a reload. Returns null and sets `error`.
 std::shared_ptr<const server::Runtime> buildRuntime(
     std::shared_ptr<const config::Config> cfg, const server::Runtime* previous,
-    metrics::Registry* registry, std::string* error);
+    metrics::Registry* registry, std::shared_ptr<store::RedisStore> store, int workers,
+    std::string* error);
 
 class App {
  public:
@@ -38,6 +41,11 @@ class App {
   static void onAdminRequest(evhttp_request* req, void* arg);
   static void onDrainTick(evutil_socket_t, short, void* arg);
   void reload();
+  // The Redis store for `cfg` (null without a redis block); reused while the
+  // redis block is unchanged. Stores live until exit.
+  std::shared_ptr<store::RedisStore> storeFor(const config::Config& cfg);
+  // Has every worker open its connections to `store` (posted to the loops).
+  void connectStore(const std::shared_ptr<store::RedisStore>& store);
   bool rebindListeners(const config::Config& next, std::string* error);
   void beginDrain();
   void stopWorkers();
@@ -47,6 +55,9 @@ class App {
   std::shared_ptr<const server::Runtime> runtime_;
   server::ServerShared shared_;
   std::unique_ptr<metrics::Registry> metrics_;
+  std::mutex stores_mu_;
+  std::vector<std::shared_ptr<store::RedisStore>> stores_;
+  int worker_count_ = 1;
   std::vector<std::unique_ptr<server::Worker>> workers_;
   event_base* base_ = nullptr;
   evhttp* admin_ = nullptr;

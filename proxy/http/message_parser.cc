@@ -155,6 +155,7 @@ void MessageParser::finishHead() {
   h.version_major = parser_.http_major;
   h.version_minor = parser_.http_minor;
   h.chunked = (parser_.flags & F_CHUNKED) != 0;
+  h.transfer_encoding = (parser_.flags & F_TRANSFER_ENCODING) != 0;
   h.has_content_length = (parser_.flags & F_CONTENT_LENGTH) != 0;
   h.content_length = h.has_content_length ? parser_.content_length : 0;
   h.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
@@ -173,6 +174,16 @@ void MessageParser::finishHead() {
     }
   }
   h.line_end = h.header_count > 0 ? h.headers[0].name.off : h.end - 2;
+  // llhttp accepts a bare LF after the start line; every line of the head
+  // must end in CRLF (RFC 9112 §2.2: a proxy must not forward bare LF).
+  h.bare_lf = false;
+  auto crlfBefore = [&](std::uint32_t pos) {
+    return pos >= 2 && base_[pos - 1] == '\n' && base_[pos - 2] == '\r';
+  };
+  if (!crlfBefore(h.line_end) || !crlfBefore(h.end)) h.bare_lf = true;
+  for (int i = 0; i + 1 < h.header_count; ++i) {
+    if (!crlfBefore(h.headers[static_cast<std::size_t>(i + 1)].name.off)) h.bare_lf = true;
+  }
   in_head_ = false;
 }
 

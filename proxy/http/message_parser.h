@@ -63,6 +63,8 @@ struct MessageHead {
   std::array<HeaderField, kMaxHeaders> headers{};
   int header_count = 0;
   bool chunked = false;
+  bool transfer_encoding = false;  // any Transfer-Encoding field (RFC 9112 §6.1)
+  bool bare_lf = false;            // a line of the head ended in LF without CR
   bool has_content_length = false;
   std::uint64_t content_length = 0;
   bool keep_alive = true;   // per llhttp_should_keep_alive

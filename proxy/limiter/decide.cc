@@ -77,4 +77,12 @@ Decision decide(std::span<Probe> probes, Nanos now) {
   return decision;
 }
 
+void refund(std::span<Probe> probes) {
+  for (Probe& probe : probes) {
+    if (!probe.consumed) continue;
+    probe.limit->giveBack(probe.key, probe.interval);
+    probe.consumed = false;
+  }
+}
+
 }  // namespace sluice::limiter

@@ -70,4 +70,9 @@ struct Decision {
 // and counts one outcome per probe. Thread-safe; never blocks on I/O.
 Decision decide(std::span<Probe> probes, Nanos now);
 
+// Gives back the tokens an admitted decide() took, for a request that a
+// later check (a limit decided elsewhere, e.g. in Redis) denied: the request
+// then consumed nothing (SPEC §3).
+void refund(std::span<Probe> probes);
+
 }  // namespace sluice::limiter

@@ -32,6 +32,7 @@ struct Probe;
 struct Decision;
 // See decide.h.
 Decision decide(std::span<Probe> probes, Nanos now);
+void refund(std::span<Probe> probes);
 
 // What one limit decided for one request (metric label `decision`).
 enum class Outcome : std::uint8_t { kAllowed, kDenied, kShadowDenied, kExempt };
@@ -115,6 +116,9 @@ class Limit {
   // The `n` tracked keys with the most denials (ties: most allowed), with their tokens at `now`.
   std::vector<KeyStats> topDenied(std::size_t n, Nanos now) const;
 
+  // Counts a decision made elsewhere for this limit (a shared store).
+  void record(Outcome outcome) { count(outcome); }
+
   // Counters since the buckets were created (they survive reload adoption).
   LimitStats stats() const;
   // Decisions with `outcome` so far.
@@ -122,6 +126,7 @@ class Limit {
 
  private:
   friend Decision decide(std::span<Probe> probes, Nanos now);
+  friend void refund(std::span<Probe> probes);
   struct Policy;
   struct BucketStore;
 

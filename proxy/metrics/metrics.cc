@@ -112,7 +112,7 @@ void StatusStats::count(int worker, int status) {
 }
 
 Registry::Registry(int workers, std::string version)
-    : workers_(workers), version_(std::move(version)) {}
+    : workers_(workers), version_(std::move(version)), store_("redis", workers) {}
 
 StatusStats* Registry::find(std::deque<StatusStats>& list, const std::string& name) {
   std::lock_guard lock(mu_);
@@ -213,6 +213,51 @@ std::string Registry::render(const ScrapeInput& in) const {
                      MetricType::Gauge);
   last.metric.push_back(sample({}, last_reload_success_.load(), MetricType::Gauge));
   out.push_back(std::move(last));
+
+  auto store_requests = family("sluice_store_requests_total",
+                               "Decisions asked of the shared store (Redis), by result.",
+                               MetricType::Counter);
+  auto store_duration = family("sluice_store_duration_seconds",
+                               "Time until the shared store answered a decision.",
+                               MetricType::Histogram);
+  auto fallbacks = family("sluice_store_fallbacks_total",
+                          "Decisions made by on_store_error because the store failed.",
+                          MetricType::Counter);
+  {
+    std::array<std::uint64_t, 3> results{};
+    std::array<std::uint64_t, kLatencyBounds.size() + 1> buckets{};
+    std::uint64_t sum_nanos = 0;
+    for (int w = 0; w < store_.workers(); ++w) {
+      const StatusShard& sh = store_.shard(w);
+      for (std::size_t i = 0; i < results.size(); ++i) results[i] += sh.codes[i].load();
+      for (std::size_t b = 0; b < buckets.size(); ++b) buckets[b] += sh.latency.buckets[b].load();
+      sum_nanos += sh.latency.sum_nanos.load();
+    }
+    const char* names[] = {"ok", "error", "timeout"};
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      store_requests.metric.push_back(
+          sample({{"result", names[i]}}, static_cast<double>(results[i]), MetricType::Counter));
+    }
+    ClientMetric h;
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < kLatencyBounds.size(); ++b) {
+      cumulative += buckets[b];
+      h.histogram.bucket.push_back({cumulative, kLatencyBounds[b]});
+    }
+    cumulative += buckets[kLatencyBounds.size()];
+    h.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+    h.histogram.sample_count = cumulative;
+    h.histogram.sample_sum = static_cast<double>(sum_nanos) / 1e9;
+    store_duration.metric.push_back(std::move(h));
+  }
+  for (const LimitSample& l : in.limits) {
+    if (!l.redis) continue;
+    fallbacks.metric.push_back(
+        sample({{"limit", l.name}}, static_cast<double>(l.fallbacks), MetricType::Counter));
+  }
+  out.push_back(std::move(store_requests));
+  out.push_back(std::move(store_duration));
+  out.push_back(std::move(fallbacks));
 
   auto build = family("sluice_build_info", "Build information; the value is always 1.",
                       MetricType::Gauge);

@@ -73,7 +73,12 @@ struct LimitSample {
   std::uint64_t allowed = 0, denied = 0, shadow_denied = 0, exempt = 0;
   std::int64_t keys = 0;
   std::uint64_t swept = 0, evicted = 0;
+  std::uint64_t fallbacks = 0;  // store errors handled by on_store_error
+  bool redis = false;
 };
+
+// Shared-store decisions: results (ok/error/timeout) and latency, per worker.
+enum class StoreResult { kOk = 0, kError = 1, kTimeout = 2 };
 
 struct PoolSample {
   std::string name;
@@ -93,6 +98,8 @@ class Registry {
   // Stats for a route / upstream name; created once, the pointer stays valid.
   StatusStats* route(const std::string& name);
   StatusStats* upstream(const std::string& name);
+  // Redis decisions: status slots 0/1/2 hold ok/error/timeout.
+  StatusStats* store() { return &store_; }
   // The first load at start-up: sets the timestamp, counts no reload.
   void configLoaded(double wall_seconds) { last_reload_success_.store(wall_seconds); }
   void reloadSucceeded(double wall_seconds);
@@ -108,6 +115,7 @@ class Registry {
   mutable std::mutex mu_;  // control plane only: creation and scrape
   std::deque<StatusStats> routes_;
   std::deque<StatusStats> upstreams_;
+  StatusStats store_;
   std::atomic<std::uint64_t> reload_success_{0};
   std::atomic<std::uint64_t> reload_failure_{0};
   std::atomic<double> last_reload_success_{0};

@@ -13,12 +13,30 @@
 #include "proxy/config/config.h"
 #include "proxy/metrics/metrics.h"
 
+struct event_base;
+
 namespace sluice::server {
 
 // How often the app calls AdmissionContext::sweep.
 inline constexpr std::int64_t kSweepTick = 100 * 1000 * 1000;
 
+struct AdmissionResult;
+
+// Receives the verdict of a decision that had to ask a shared store.
+class AdmissionWaiter {
+ public:
+  virtual ~AdmissionWaiter() = default;
+  // Called once on the worker's thread (unless the decision was cancelled).
+  virtual void onAdmission(AdmissionResult& result) = 0;
+};
+
+// status value of a decision still waiting for the store.
+inline constexpr int kAdmissionPending = -1;
+
 struct RequestView {
+  int worker = 0;                            // the deciding worker ...
+  ::event_base* base = nullptr;              // ... and its loop (store I/O)
+  AdmissionWaiter* waiter = nullptr;         // told when a pending decision ends
   std::array<std::uint8_t, 16> peer{};       // IPv4-mapped form
   std::string_view xff;                      // all X-Forwarded-For lines joined by ", "
   std::string_view api_key_header;           // value of clients.api_key.header, or empty
@@ -27,7 +45,8 @@ struct RequestView {
 };
 
 struct AdmissionResult {
-  int status = 0;                 // 0: forward; else answer locally
+  int status = 0;                 // 0: forward; kAdmissionPending; else answer locally
+  std::uint64_t ticket = 0;       // with kAdmissionPending: for cancel()
   std::string headers;            // extra header lines for the local answer
   std::string allowed_headers;    // rate-limit headers for an allowed response
   std::vector<std::string_view> violated;  // denying limit names (429)
@@ -46,6 +65,8 @@ class AdmissionContext {
                       AdmissionResult* out) = 0;
   // Appends one sample per limit for /metrics.
   virtual void sample(std::vector<metrics::LimitSample>* out) const = 0;
+  // A pending decision's request went away.
+  virtual void cancel(int worker, std::uint64_t ticket) = 0;
   // JSON for /limits: the `top` keys of limit `name` with the most denials.
   // False when there is no such limit.
   virtual bool topKeys(std::string_view name, std::size_t top, std::int64_t now,

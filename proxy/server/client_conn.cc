@@ -208,7 +208,7 @@ void ClientConn::startHead() {
 }
 
 void ClientConn::process() {
-  while (!dead_) {
+  while (!dead_ && admission_ticket_ == 0) {
     // A response fully written and a request fully read: next request.
     if (resp_ == Resp::kNone && req_ == Req::kDone) {
       endRequest();
@@ -312,6 +312,12 @@ void ClientConn::handleHead() {
     answerLocal(505, true);
     return;
   }
+  if (h.bare_lf || (h.transfer_encoding && !h.chunked)) {
+    // Smuggling-shaped framing (RFC 9112 §6.3 rule 4: a request whose
+    // Transfer-Encoding does not end in chunked has no knowable length).
+    answerLocal(400, true);
+    return;
+  }
   if ((!client_http10_ && h.host_count != 1) || h.host_count > 1) {
     // RFC 9112 §3.2: exactly one Host on HTTP/1.1.
     answerLocal(400, true);
@@ -348,11 +354,34 @@ void ClientConn::handleHead() {
   }
   view.xff = xff_joined;
   if (std::size_t q = url.find('?'); q != std::string_view::npos) view.query = url.substr(q + 1);
+  view.worker = w_.id();
+  view.base = w_.base();
+  view.waiter = this;
   AdmissionResult verdict;
   allowed_headers_.clear();
   if (rt_->admission) {
-    rt_->admission->decide(route_->limits, view, w_.now(), &verdict);
+    rt_->admission->decide(route_->limits, view, start_, &verdict);
   }
+  if (verdict.status == kAdmissionPending) {
+    // A shared store decides; onAdmission() continues (within redis.timeout).
+    admission_ticket_ = verdict.ticket;
+    setDeadline(Deadline::kNone, 0);
+    return;
+  }
+  afterAdmission(verdict);
+}
+
+void ClientConn::onAdmission(AdmissionResult& verdict) {
+  admission_ticket_ = 0;
+  if (dead_) return;
+  afterAdmission(verdict);
+  process();
+}
+
+void ClientConn::afterAdmission(AdmissionResult& verdict) {
+  const auto& h = parser_.head();
+  const auto& cfg = *rt_->config;
+  const bool has_body = has_body_;
   if (verdict.status != 0) {
     answerLocal(verdict.status, verdict.status == 400 || (has_body && close_after_),
                 verdict.headers, verdict.violated);
@@ -370,7 +399,10 @@ void ClientConn::handleHead() {
     setDeadline(Deadline::kBody, cfg.server.body_timeout.nanos);
   } else {
     auto r = parser_.feed(buf_.get(), ppos_, 0);
-    (void)r;  // a bodiless message completes at once
+    if (r.event != ParseEvent::kMessageComplete) {  // a bodiless message completes at once
+      answerLocal(400, true);
+      return;
+    }
     req_ = Req::kDone;
   }
   resp_ = Resp::kHead;
@@ -1060,6 +1092,10 @@ metrics::StatusStats* ClientConn::poolStats() const {
 void ClientConn::close() {
   if (dead_) return;
   dead_ = true;
+  if (admission_ticket_ != 0) {
+    rt_->admission->cancel(w_.id(), admission_ticket_);
+    admission_ticket_ = 0;
+  }
   if (status_ != 0) recordRequest();  // an answer was under way
   if (token_ != 0) {
     if (route_ != nullptr) {

@@ -38,10 +38,11 @@ struct Outbox {
   Result flush(int fd);
 };
 
-class ClientConn {
+class ClientConn final : public AdmissionWaiter {
  public:
   ClientConn(Worker& w, int fd, const sockaddr* peer, int peer_len);
-  ~ClientConn();
+  ~ClientConn() override;
+  void onAdmission(AdmissionResult& result) override;
   ClientConn(const ClientConn&) = delete;
   ClientConn& operator=(const ClientConn&) = delete;
 
@@ -73,6 +74,7 @@ class ClientConn {
   bool ensureBuffer();
   void startHead();
   void handleHead();
+  void afterAdmission(AdmissionResult& verdict);
   void answerLocal(int status, bool close, std::string_view extra_headers = {},
                    std::span<const std::string_view> violated = {});
   void acquireUpstream();
@@ -142,6 +144,7 @@ class ClientConn {
   Deadline deadline_kind_ = Deadline::kNone;
   event::Nanos deadline_ = 0;
   bool dead_ = false;
+  std::uint64_t admission_ticket_ = 0;  // a shared-store decision is pending
   std::string request_id_;
   bool client_request_id_ = false;  // kept from the client's X-Request-Id
   std::string log_method_;          // copies for the access log (the head

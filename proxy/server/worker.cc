@@ -335,6 +335,9 @@ void Worker::drainInbox() {
           c = next;
         }
         break;
+      case InboxMessage::Kind::kRun:
+        if (m.run) m.run(*this);
+        break;
       case InboxMessage::Kind::kSwapListener:
         if (listener_ != nullptr) evconnlistener_free(listener_);
         listener_ = m.listener;
@@ -346,6 +349,7 @@ void Worker::drainInbox() {
         break;
       case InboxMessage::Kind::kStop:
         flushAccessLog(true);
+        if (shared_.on_worker_stop) shared_.on_worker_stop(id_);
         stopping_ = true;
         event_base_loopexit(base_, nullptr);
         break;
@@ -405,7 +409,7 @@ void Worker::releaseUpstream(upstream::UpstreamConn* uc, bool reusable) {
       std::size_t target = uc->target;
       delete uc;
       shared_.workers[static_cast<std::size_t>(waiter->worker)]->post(
-          InboxMessage{InboxMessage::Kind::kSlot, pool, target, waiter->token, nullptr});
+          InboxMessage::of(InboxMessage::Kind::kSlot, pool, target, waiter->token));
       return;
     }
   }
@@ -423,7 +427,7 @@ void Worker::passSlot(const std::shared_ptr<upstream::SharedPool>& pool, std::si
       return;
     }
     shared_.workers[static_cast<std::size_t>(waiter->worker)]->post(
-        InboxMessage{InboxMessage::Kind::kSlot, pool, target, waiter->token, nullptr});
+        InboxMessage::of(InboxMessage::Kind::kSlot, pool, target, waiter->token));
     return;
   }
   pool->releaseSlot(target);
@@ -439,7 +443,7 @@ void Worker::unregisterWaiter(std::uint64_t token) { waiters_.erase(token); }
 
 void Worker::reclaimIdleElsewhere(const std::shared_ptr<upstream::SharedPool>& pool) {
   for (Worker* w : shared_.workers) {
-    if (w != this) w->post(InboxMessage{InboxMessage::Kind::kReclaimIdle, pool, 0, 0, nullptr});
+    if (w != this) w->post(InboxMessage::of(InboxMessage::Kind::kReclaimIdle, pool, 0, 0));
   }
 }
 

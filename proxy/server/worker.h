@@ -7,6 +7,7 @@
 #include <event2/listener.h>
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -32,17 +33,30 @@ struct ServerShared {
   std::atomic<std::int64_t> max_connections{10000};
   std::atomic<bool> draining{false};
   metrics::Registry* metrics = nullptr;
+  // Called on each worker's thread as it stops (closes per-worker clients).
+  std::function<void(int)> on_worker_stop;
   std::vector<Worker*> workers;
 };
 
 struct InboxMessage {
-  enum class Kind { kSlot, kReclaimIdle, kRuntime, kDrain, kStop, kSwapListener } kind =
+  enum class Kind { kSlot, kReclaimIdle, kRuntime, kDrain, kStop, kSwapListener, kRun } kind =
       Kind::kStop;
   std::shared_ptr<upstream::SharedPool> pool;
   std::size_t target = 0;
   std::uint64_t token = 0;
   std::shared_ptr<const Runtime> runtime;
   evconnlistener* listener = nullptr;  // kSwapListener: the new listener
+  std::function<void(Worker&)> run;    // kRun: runs on the worker's thread
+
+  static InboxMessage of(Kind k, std::shared_ptr<upstream::SharedPool> pool = nullptr,
+                         std::size_t target = 0, std::uint64_t token = 0) {
+    InboxMessage m;
+    m.kind = k;
+    m.pool = std::move(pool);
+    m.target = target;
+    m.token = token;
+    return m;
+  }
 };
 
 class Worker {

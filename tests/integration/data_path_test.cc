@@ -238,8 +238,8 @@ TEST_F(DataPathTest, ChunkedRequestBodyReachesTheUpstream) {
     total += size;
   }
   chunked += "0\r\n\r\n";
-  auto r = httpRequest(sluice_.port(), "POST", "/upload", {{"Transfer-Encoding", "chunked"}},
-                       chunked);
+  auto r =
+      httpRequest(sluice_.port(), "POST", "/upload", {{"Transfer-Encoding", "chunked"}}, chunked);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->body, "received " + std::to_string(total) + " bytes\n");
@@ -400,9 +400,10 @@ class CloseDelimitedTest : public ::testing::Test {
     options.server = "workers: 1\n";
     ASSERT_TRUE(sluice_.start(minimalConfig(origin_.port(), options)));
   }
-  CloseDelimitedOrigin origin_{"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                               "Connection: close\r\n\r\n" +
-                               patternBody(kBodySize)};
+  CloseDelimitedOrigin origin_{
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+      "Connection: close\r\n\r\n" +
+      patternBody(kBodySize)};
   Sluice sluice_;
 };
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,21 +27,19 @@ std::string lowerCase(std::string_view s) {
   return out;
 }
 
-constexpr std::string_view kMaxHeaderBytes = "4KiB";
-constexpr size_t kMaxHeader = 4096;
-constexpr size_t kMaxBody = 1024;
+constexpr size_t kMaxHeader = 4096;  // max_header_bytes: 4KiB
+constexpr size_t kMaxBody = 1024;    // max_body_bytes: 1KiB
 
 class FramingTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(upstream_.start());
     ConfigOptions options;
-    options.server = "workers: 1\n"
-                     "max_header_bytes: " +
-                     std::string(kMaxHeaderBytes) +
-                     "\n"
-                     "max_body_bytes: 1KiB\n"
-                     "header_timeout: 500ms\n";
+    options.server =
+        "workers: 1\n"
+        "max_header_bytes: 4KiB\n"
+        "max_body_bytes: 1KiB\n"
+        "header_timeout: 500ms\n";
     ASSERT_TRUE(sluice_.start(minimalConfig(upstream_.port(), options)));
   }
 
@@ -76,6 +75,9 @@ struct SmugglingCase {
   std::string raw;
 };
 
+// Failure messages name the case instead of dumping its bytes.
+void PrintTo(const SmugglingCase& c, std::ostream* os) { *os << c.name; }
+
 class SmugglingShapedRequestTest : public FramingTest,
                                    public ::testing::WithParamInterface<SmugglingCase> {};
 
@@ -104,18 +106,18 @@ INSTANTIATE_TEST_SUITE_P(
         SmugglingCase{"GzipWithoutChunked", kPost + "Transfer-Encoding: gzip\r\n\r\nhello"},
         SmugglingCase{"BadChunkSize",
                       kPost + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"},
-        SmugglingCase{"BareLfBetweenHeaders",
-                      "GET / HTTP/1.1\r\nHost: 127.0.0.1\nX-A: b\r\n\r\n"},
+        SmugglingCase{"BareLfBetweenHeaders", "GET / HTTP/1.1\r\nHost: 127.0.0.1\nX-A: b\r\n\r\n"},
         SmugglingCase{"BareLfAfterRequestLine", "GET / HTTP/1.1\nHost: 127.0.0.1\r\n\r\n"},
         SmugglingCase{"ObsFold", kGet + "X-A: b\r\n c\r\n\r\n"},
         SmugglingCase{"WhitespaceBeforeColon", kGet + "X-A : b\r\n\r\n"},
         SmugglingCase{"WhitespaceBeforeColonInTransferEncoding",
                       kPost + "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n"},
         SmugglingCase{"InvalidHeaderNameByte", kGet + "X(A): b\r\n\r\n"},
-        SmugglingCase{"ControlByteInHeaderName", kGet + "X\x01" "A: b\r\n\r\n"},
+        SmugglingCase{"ControlByteInHeaderName", kGet + "X\x01"
+                                                        "A: b\r\n\r\n"},
         SmugglingCase{"MissingHostOnHttp11", "GET / HTTP/1.1\r\nX-A: b\r\n\r\n"},
         SmugglingCase{"DuplicateHost", kGet + "Host: other.example\r\n\r\n"}),
-    [](const ::testing::TestParamInfo<SmugglingCase>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<SmugglingCase>& param) { return param.param.name; });
 
 // ---- Head limits ---------------------------------------------------------------------
 

@@ -177,8 +177,7 @@ TEST_F(PoolTest, HangingUpstreamAnswers504AfterResponseTimeout) {
       deadlineIn(seconds(5))));
 }
 
-class MalformedUpstreamTest : public PoolTest,
-                              public ::testing::WithParamInterface<const char*> {};
+class MalformedUpstreamTest : public PoolTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(MalformedUpstreamTest, Answers502AndTheNextRequestSucceeds) {
   ASSERT_NO_FATAL_FAILURE(start("workers: 1\n", ""));
@@ -194,8 +193,8 @@ TEST_P(MalformedUpstreamTest, Answers502AndTheNextRequestSucceeds) {
 
 INSTANTIATE_TEST_SUITE_P(UpstreamResponses, MalformedUpstreamTest,
                          ::testing::Values("/__malformed", "/__cl_conflict"),
-                         [](const ::testing::TestParamInfo<const char*>& info) {
-                           return std::string(info.param).substr(3) == "malformed"
+                         [](const ::testing::TestParamInfo<const char*>& param) {
+                           return std::string(param.param).substr(3) == "malformed"
                                       ? std::string("ContentLengthAndChunked")
                                       : std::string("TwoContentLengths");
                          });
@@ -220,8 +219,8 @@ TEST_P(TruncatingUpstreamTest, ClientConnectionClosesWithoutACompleteBody) {
 
 INSTANTIATE_TEST_SUITE_P(UpstreamResponses, TruncatingUpstreamTest,
                          ::testing::Values("/__close", "/__reset_conn"),
-                         [](const ::testing::TestParamInfo<const char*>& info) {
-                           return std::string(info.param) == "/__close" ? std::string("Fin")
+                         [](const ::testing::TestParamInfo<const char*>& param) {
+                           return std::string(param.param) == "/__close" ? std::string("Fin")
                                                                          : std::string("Reset");
                          });
 

@@ -181,13 +181,13 @@ TEST_F(RateLimitTest, OverrideGivesItsKeyABiggerBurst) {
 }
 
 TEST_F(RateLimitTest, MissingKeyRejectAnswers401) {
-  ASSERT_TRUE(startProxy(
-      "limits:\n"
-      "  per_key: {per: api_key, rate: 1/m, burst: 5, missing: reject}\n"
-      "routes:\n"
-      "  - path_prefix: /\n"
-      "    upstream: demo\n"
-      "    limits: [per_key]\n"));
+  ASSERT_TRUE(
+      startProxy("limits:\n"
+                 "  per_key: {per: api_key, rate: 1/m, burst: 5, missing: reject}\n"
+                 "routes:\n"
+                 "  - path_prefix: /\n"
+                 "    upstream: demo\n"
+                 "    limits: [per_key]\n"));
   ASSERT_TRUE(upstream_.reset());
   auto r = get("/");
   ASSERT_TRUE(r);
@@ -201,27 +201,27 @@ TEST_F(RateLimitTest, MissingKeyRejectAnswers401) {
 }
 
 TEST_F(RateLimitTest, MissingKeySkipLeavesKeylessRequestsUnlimited) {
-  ASSERT_TRUE(startProxy(
-      "limits:\n"
-      "  per_key: {per: api_key, rate: 1/m, burst: 1, missing: skip}\n"
-      "routes:\n"
-      "  - path_prefix: /\n"
-      "    upstream: demo\n"
-      "    limits: [per_key]\n"));
+  ASSERT_TRUE(
+      startProxy("limits:\n"
+                 "  per_key: {per: api_key, rate: 1/m, burst: 1, missing: skip}\n"
+                 "routes:\n"
+                 "  - path_prefix: /\n"
+                 "    upstream: demo\n"
+                 "    limits: [per_key]\n"));
   EXPECT_THAT(statuses(4, "/"), ElementsAre(200, 200, 200, 200));
   EXPECT_THAT(statuses(2, "/", {}, {{"X-API-Key", "k1"}}), ElementsAre(200, 429));
 }
 
 TEST_F(RateLimitTest, ApiKeyIsReadFromTheConfiguredQueryParameter) {
-  ASSERT_TRUE(startProxy(
-      "clients:\n"
-      "  api_key: {query: api_key}\n"
-      "limits:\n"
-      "  per_key: {per: api_key, rate: 1/m, burst: 1, missing: reject}\n"
-      "routes:\n"
-      "  - path_prefix: /\n"
-      "    upstream: demo\n"
-      "    limits: [per_key]\n"));
+  ASSERT_TRUE(
+      startProxy("clients:\n"
+                 "  api_key: {query: api_key}\n"
+                 "limits:\n"
+                 "  per_key: {per: api_key, rate: 1/m, burst: 1, missing: reject}\n"
+                 "routes:\n"
+                 "  - path_prefix: /\n"
+                 "    upstream: demo\n"
+                 "    limits: [per_key]\n"));
   EXPECT_EQ(status("/"), 401);
   EXPECT_EQ(status("/?api_key=q1"), 200);
   EXPECT_EQ(status("/?api_key=q1"), 429);
@@ -230,15 +230,15 @@ TEST_F(RateLimitTest, ApiKeyIsReadFromTheConfiguredQueryParameter) {
 }
 
 TEST_F(RateLimitTest, ApiKeyOver256BytesIs400) {
-  ASSERT_TRUE(startProxy(
-      "clients:\n"
-      "  api_key: {query: api_key}\n"
-      "limits:\n"
-      "  per_key: {per: api_key, rate: 1/m, burst: 5}\n"
-      "routes:\n"
-      "  - path_prefix: /\n"
-      "    upstream: demo\n"
-      "    limits: [per_key]\n"));
+  ASSERT_TRUE(
+      startProxy("clients:\n"
+                 "  api_key: {query: api_key}\n"
+                 "limits:\n"
+                 "  per_key: {per: api_key, rate: 1/m, burst: 5}\n"
+                 "routes:\n"
+                 "  - path_prefix: /\n"
+                 "    upstream: demo\n"
+                 "    limits: [per_key]\n"));
   ASSERT_TRUE(upstream_.reset());
   EXPECT_EQ(status("/", {}, {{"X-API-Key", std::string(256, 'k')}}), 200);
   auto too_long = get("/", {}, {{"X-API-Key", std::string(257, 'k')}});
@@ -274,13 +274,13 @@ TEST_F(RateLimitTest, TooManyRequestsCarriesRetryAfterRateLimitFieldsAndProblem)
 }
 
 TEST_F(RateLimitTest, ClientWaitingRetryAfterIsAdmitted) {
-  ASSERT_TRUE(startProxy(
-      "limits:\n"
-      "  per_ip: {per: ip, rate: 1/s, burst: 1}\n"
-      "routes:\n"
-      "  - path_prefix: /\n"
-      "    upstream: demo\n"
-      "    limits: [per_ip]\n"));
+  ASSERT_TRUE(
+      startProxy("limits:\n"
+                 "  per_ip: {per: ip, rate: 1/s, burst: 1}\n"
+                 "routes:\n"
+                 "  - path_prefix: /\n"
+                 "    upstream: demo\n"
+                 "    limits: [per_ip]\n"));
   EXPECT_EQ(status("/"), 200);
   auto denied = get("/");
   const auto received = Clock::now();
@@ -290,16 +290,16 @@ TEST_F(RateLimitTest, ClientWaitingRetryAfterIsAdmitted) {
   ASSERT_GE(retry_after, 1);
   EXPECT_EQ(retry_after, 1);
   const auto admitted_at = received + seconds(retry_after);
-  ASSERT_TRUE(waitUntil([&] { return Clock::now() >= admitted_at; },
-                        admitted_at + milliseconds(100)));
+  ASSERT_TRUE(
+      waitUntil([&] { return Clock::now() >= admitted_at; }, admitted_at + milliseconds(100)));
   EXPECT_EQ(status("/"), 200) << "a client that waited Retry-After was denied again";
 }
 
 TEST_F(RateLimitTest, XRateLimitStyleNamesLimitRemainingAndReset) {
-  ASSERT_TRUE(startProxy(
-      "limiter:\n"
-      "  header_style: x-ratelimit\n" +
-      std::string(kPerIpBurst2)));
+  ASSERT_TRUE(
+      startProxy("limiter:\n"
+                 "  header_style: x-ratelimit\n" +
+                 std::string(kPerIpBurst2)));
   EXPECT_THAT(statuses(2, "/"), ElementsAre(200, 200));
   auto r = get("/");
   ASSERT_TRUE(r);
@@ -316,15 +316,15 @@ TEST_F(RateLimitTest, XRateLimitStyleNamesLimitRemainingAndReset) {
 }
 
 TEST_F(RateLimitTest, ResponseHeadersPutRateLimitFieldsOnAllowedResponses) {
-  ASSERT_TRUE(startProxy(
-      "limiter:\n"
-      "  response_headers: true\n"
-      "limits:\n"
-      "  per_ip: {per: ip, rate: 1/m, burst: 3}\n"
-      "routes:\n"
-      "  - path_prefix: /\n"
-      "    upstream: demo\n"
-      "    limits: [per_ip]\n"));
+  ASSERT_TRUE(
+      startProxy("limiter:\n"
+                 "  response_headers: true\n"
+                 "limits:\n"
+                 "  per_ip: {per: ip, rate: 1/m, burst: 3}\n"
+                 "routes:\n"
+                 "  - path_prefix: /\n"
+                 "    upstream: demo\n"
+                 "    limits: [per_ip]\n"));
   auto first = get("/");
   ASSERT_TRUE(first);
   EXPECT_EQ(first->status, 200);
@@ -338,25 +338,27 @@ TEST_F(RateLimitTest, ResponseHeadersPutRateLimitFieldsOnAllowedResponses) {
 }
 
 TEST_F(RateLimitTest, DeniedRequestConsumesNoTokensFromOtherLimits) {
-  ASSERT_TRUE(startProxy(
-      "limiter:\n"
-      "  response_headers: true\n"
-      "limits:\n"
-      "  a: {per: ip, rate: 1/m, burst: 3}\n"
-      "  b: {per: ip, rate: 1/m, burst: 1}\n"
-      "routes:\n"
-      "  - path_prefix: /both\n"
-      "    upstream: demo\n"
-      "    limits: [a, b]\n"
-      "  - path_prefix: /\n"
-      "    upstream: demo\n"
-      "    limits: [a]\n"));
+  ASSERT_TRUE(
+      startProxy("limiter:\n"
+                 "  response_headers: true\n"
+                 "limits:\n"
+                 "  a: {per: ip, rate: 1/m, burst: 3}\n"
+                 "  b: {per: ip, rate: 1/m, burst: 1}\n"
+                 "routes:\n"
+                 "  - path_prefix: /both\n"
+                 "    upstream: demo\n"
+                 "    limits: [a, b]\n"
+                 "  - path_prefix: /\n"
+                 "    upstream: demo\n"
+                 "    limits: [a]\n"));
   EXPECT_EQ(status("/both"), 200);  // a: 2 left, b: 0 left
   for (int i = 0; i < 3; ++i) {
     auto r = get("/both");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 429);
     EXPECT_THAT(r->body, HasSubstr("\"violated-policies\":[\"b\"]"));
+    EXPECT_EQ(r->header("RateLimit-Policy"), "\"b\";q=1;w=60");
+    EXPECT_EQ(r->headerCount("RateLimit"), 1u);
   }
   // Route / shares limit a: exactly the 2 tokens the admitted request left.
   auto r1 = get("/");
@@ -367,13 +369,13 @@ TEST_F(RateLimitTest, DeniedRequestConsumesNoTokensFromOtherLimits) {
 }
 
 TEST_F(RateLimitTest, ShadowLimitNeverDeniesButCountsShadowDenied) {
-  ASSERT_TRUE(startProxy(
-      "limits:\n"
-      "  trial: {per: ip, rate: 1/m, burst: 1, shadow: true}\n"
-      "routes:\n"
-      "  - path_prefix: /\n"
-      "    upstream: demo\n"
-      "    limits: [trial]\n"));
+  ASSERT_TRUE(
+      startProxy("limits:\n"
+                 "  trial: {per: ip, rate: 1/m, burst: 1, shadow: true}\n"
+                 "routes:\n"
+                 "  - path_prefix: /\n"
+                 "    upstream: demo\n"
+                 "    limits: [trial]\n"));
   EXPECT_THAT(statuses(5, "/"), ElementsAre(200, 200, 200, 200, 200));
   EXPECT_EQ(decisions("trial", "allowed"), 1);
   EXPECT_EQ(decisions("trial", "shadow_denied"), 4);
@@ -381,13 +383,13 @@ TEST_F(RateLimitTest, ShadowLimitNeverDeniesButCountsShadowDenied) {
 }
 
 TEST_F(RateLimitTest, ExemptClientSkipsTheLimit) {
-  ASSERT_TRUE(startProxy(
-      "limits:\n"
-      "  per_ip: {per: ip, rate: 1/m, burst: 1, exempt: [127.0.0.2/32]}\n"
-      "routes:\n"
-      "  - path_prefix: /\n"
-      "    upstream: demo\n"
-      "    limits: [per_ip]\n"));
+  ASSERT_TRUE(
+      startProxy("limits:\n"
+                 "  per_ip: {per: ip, rate: 1/m, burst: 1, exempt: [127.0.0.2/32]}\n"
+                 "routes:\n"
+                 "  - path_prefix: /\n"
+                 "    upstream: demo\n"
+                 "    limits: [per_ip]\n"));
   EXPECT_THAT(statuses(4, "/", "127.0.0.2"), ElementsAre(200, 200, 200, 200));
   EXPECT_THAT(statuses(2, "/", "127.0.0.3"), ElementsAre(200, 429));
   EXPECT_EQ(decisions("per_ip", "exempt"), 4);
