@@ -551,7 +551,7 @@ void ClientConn::answerLocal(int status, bool close, std::string_view extra_head
       req_ = Req::kDiscard;
     } else {
       rpos_ = ppos_ = parser_.head().end;
-      req_ = close_after_ ? Req::kDone : Req::kDone;
+      req_ = Req::kDone;
       if (!has_body && !close_after_) parser_.feed(buf_.get(), ppos_, 0);
     }
   }
