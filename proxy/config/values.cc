@@ -67,10 +67,12 @@ std::optional<std::uint64_t> scale(const Decimal& d, std::uint64_t unit, std::ui
   return whole + frac;
 }
 
-// Shortest round-trip spelling of a double ("5000", "0.5").
+// Shortest round-trip spelling of a double in plain decimals ("5000", "0.5",
+// "1000000"): the config syntax has no exponent, and the plain to_chars
+// overload picks "1e+06" whenever that is shorter.
 std::string formatNumber(double value) {
-  char buf[64];
-  auto [ptr, ec] = std::to_chars(buf, buf + sizeof(buf), value);
+  char buf[400];  // the longest fixed spelling of a double (denormals) is ~330
+  auto [ptr, ec] = std::to_chars(buf, buf + sizeof(buf), value, std::chars_format::fixed);
   if (ec != std::errc()) return "?";
   return std::string(buf, ptr);
 }

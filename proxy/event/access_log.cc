@@ -11,38 +11,6 @@
 #include "proxy/event/log.h"
 
 namespace sluice::event {
-namespace {
-
-void appendTimestamp(std::string& out, double wall) {
-  time_t secs = static_cast<time_t>(wall);
-  tm utc{};
-  gmtime_r(&secs, &utc);
-  char ts[64];
-  int millis = static_cast<int>((wall - static_cast<double>(secs)) * 1000.0);
-  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
-  out.append(ts);
-}
-
-void appendJsonString(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\u%04x", static_cast<unsigned char>(c));
-      out.append(hex);
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-}
-
-}  // namespace
-
 void appendAccessLine(std::string& out, const AccessRecord& r, bool json) {
   char num[64];
   std::snprintf(num, sizeof num, "%.6f", r.duration_seconds);
@@ -50,13 +18,13 @@ void appendAccessLine(std::string& out, const AccessRecord& r, bool json) {
     out.append("{\"ts\":\"");
     appendTimestamp(out, r.wall_seconds);
     out.append("\",\"request_id\":");
-    appendJsonString(out, r.request_id);
+    appendQuoted(out, r.request_id, true);
     out.append(",\"client\":");
-    appendJsonString(out, r.client);
+    appendQuoted(out, r.client, true);
     out.append(",\"method\":");
-    appendJsonString(out, r.method);
+    appendQuoted(out, r.method, true);
     out.append(",\"path\":");
-    appendJsonString(out, r.path);
+    appendQuoted(out, r.path, true);
     out.append(",\"status\":");
     out.append(std::to_string(r.status));
     out.append(",\"bytes_in\":");
@@ -66,12 +34,12 @@ void appendAccessLine(std::string& out, const AccessRecord& r, bool json) {
     out.append(",\"duration\":");
     out.append(num);
     out.append(",\"route\":");
-    appendJsonString(out, r.route);
+    appendQuoted(out, r.route, true);
     out.append(",\"upstream\":");
-    appendJsonString(out, r.upstream);
+    appendQuoted(out, r.upstream, true);
     if (!r.limits.empty()) {
       out.append(",\"limits\":");
-      appendJsonString(out, r.limits);
+      appendQuoted(out, r.limits, true);
     }
     out.append("}\n");
     return;

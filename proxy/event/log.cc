@@ -52,24 +52,28 @@ void setLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 
 bool logEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
 
-void appendLogfmt(std::string& out, std::string_view key, std::string_view value) {
-  out.push_back(' ');
-  out.append(key);
-  out.push_back('=');
-  if (!needsQuotes(value)) {
-    out.append(value);
-    return;
-  }
+void appendTimestamp(std::string& out, double wall) {
+  time_t secs = static_cast<time_t>(wall);
+  tm utc{};
+  gmtime_r(&secs, &utc);
+  char ts[64];
+  int millis = static_cast<int>((wall - static_cast<double>(secs)) * 1000.0);
+  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
+  out.append(ts);
+}
+
+void appendQuoted(std::string& out, std::string_view value, bool json) {
   out.push_back('"');
   for (char c : value) {
     if (c == '"' || c == '\\') {
       out.push_back('\\');
       out.push_back(c);
-    } else if (c == '\n') {
+    } else if (c == '\n' && !json) {
       out.append("\\n");
     } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+      std::snprintf(hex, sizeof hex, json ? "\\u%04x" : "\\x%02x", static_cast<unsigned char>(c));
       out.append(hex);
     } else {
       out.push_back(c);
@@ -78,18 +82,21 @@ void appendLogfmt(std::string& out, std::string_view key, std::string_view value
   out.push_back('"');
 }
 
+void appendLogfmt(std::string& out, std::string_view key, std::string_view value) {
+  out.push_back(' ');
+  out.append(key);
+  out.push_back('=');
+  if (needsQuotes(value)) {
+    appendQuoted(out, value, false);
+  } else {
+    out.append(value);
+  }
+}
+
 void log(LogLevel level, std::string_view msg, const LogFields& fields) {
   if (!logEnabled(level)) return;
-  double wall = SteadyClock::wallSeconds();
-  time_t secs = static_cast<time_t>(wall);
-  tm utc{};
-  gmtime_r(&secs, &utc);
-  char ts[64];
-  int millis = static_cast<int>((wall - static_cast<double>(secs)) * 1000.0);
-  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
   std::string line = "ts=";
-  line.append(ts);
+  appendTimestamp(line, SteadyClock::wallSeconds());
   line.append(" level=");
   line.append(levelName(level));
   // msg is always quoted so that lines are easy to grep by message.

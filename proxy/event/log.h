@@ -21,6 +21,13 @@ using LogFields = std::vector<std::pair<std::string, std::string>>;
 // Writes one logfmt line if `level` is enabled. Values are quoted when needed.
 void log(LogLevel level, std::string_view msg, const LogFields& fields = {});
 
+// Appends an RFC 3339 UTC timestamp with milliseconds ("2026-01-02T03:04:05.678Z").
+void appendTimestamp(std::string& out, double wall_seconds);
+
+// Appends `value` in double quotes, escaping quotes, backslashes and control
+// bytes (JSON: \u00XX; logfmt: \n and \xXX).
+void appendQuoted(std::string& out, std::string_view value, bool json);
+
 // Appends ` key=value` to `out`, quoting and escaping the value if needed.
 void appendLogfmt(std::string& out, std::string_view key, std::string_view value);
 

@@ -9,6 +9,8 @@ MessageParser* self(llhttp_t* p) { return static_cast<MessageParser*>(p->data); 
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
+bool isCrlf(char a, char b) { return a == '\r' && b == '\n'; }
+
 }  // namespace
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
@@ -148,6 +150,19 @@ int MessageParser::onMessageComplete(llhttp_t* p) {
   return HPE_PAUSED;
 }
 
+void MessageParser::noteConsumed(const char* data, std::size_t len) {
+  if (len >= 2) {
+    tail_ = {data[len - 2], data[len - 1]};
+  } else if (len == 1) {
+    tail_ = {tail_[1], data[0]};
+  }
+}
+
+ParseResult MessageParser::reject() {
+  error_ = ParseError::kBadRequest;
+  return ParseResult{ParseEvent::kError, 0};
+}
+
 void MessageParser::finishHead() {
   MessageHead& h = head_;
   h.method = parser_.method;
@@ -194,11 +209,13 @@ ParseResult MessageParser::feed(const char* base, std::uint32_t offset, std::uin
   ParseResult r;
   if (err == HPE_OK) {
     r.consumed = len;
+    noteConsumed(data, len);
     r.event = ParseEvent::kNeedMore;
     return r;
   }
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     r.consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
+    noteConsumed(data, r.consumed);
     if (err == HPE_PAUSED_UPGRADE) {
       // We never switch protocols (Upgrade is hop-by-hop and dropped): the
       // message simply ended.
@@ -211,6 +228,10 @@ ParseResult MessageParser::feed(const char* base, std::uint32_t offset, std::uin
       head_done_ = false;
       head_.end = offset + static_cast<std::uint32_t>(r.consumed);
       finishHead();
+      // Reject here, not only in ClientConn::handleHead: a response head with
+      // a bare LF would otherwise be relayed (its status line cut one byte
+      // short when the LF ends the head).
+      if (head_.bare_lf) return reject();
       r.event = ParseEvent::kHeadComplete;
       // A message completing in the same pause (upgrade) is reported on the
       // next feed.
@@ -219,6 +240,10 @@ ParseResult MessageParser::feed(const char* base, std::uint32_t offset, std::uin
     }
     if (message_done_) {
       message_done_ = false;
+      // llhttp also takes a bare LF as the empty line ending a chunked body
+      // ("0\r\n\n", or after trailers). Bodies are forwarded raw, so the next
+      // hop could frame the bytes after it differently (smuggling).
+      if (!in_head_ && head_.chunked && !isCrlf(tail_[0], tail_[1])) return reject();
       r.event = ParseEvent::kMessageComplete;
       return r;
     }

@@ -116,6 +116,8 @@ class MessageParser {
 
   void extend(Span& span, const char* at, std::size_t len);
   void finishHead();
+  void noteConsumed(const char* data, std::size_t len);
+  ParseResult reject();
 
   llhttp_t parser_{};
   llhttp_settings_t settings_{};
@@ -129,6 +131,7 @@ class MessageParser {
   int header_state_ = 0;
   bool head_done_ = false;
   bool message_done_ = false;
+  std::array<char, 2> tail_{};  // the last two bytes consumed, across feeds
 };
 
 // Case-insensitive ASCII comparison.

@@ -31,6 +31,24 @@ ClientMetric sample(std::vector<ClientMetric::Label> labels, double value, Metri
   return m;
 }
 
+// A prometheus histogram sample from per-bucket counts (last: +Inf).
+ClientMetric histogramOf(std::vector<ClientMetric::Label> labels,
+                         const std::array<std::uint64_t, kLatencyBounds.size() + 1>& buckets,
+                         std::uint64_t sum_nanos) {
+  ClientMetric h;
+  h.label = std::move(labels);
+  std::uint64_t cumulative = 0;
+  for (std::size_t b = 0; b < kLatencyBounds.size(); ++b) {
+    cumulative += buckets[b];
+    h.histogram.bucket.push_back({cumulative, kLatencyBounds[b]});
+  }
+  cumulative += buckets[kLatencyBounds.size()];
+  h.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+  h.histogram.sample_count = cumulative;
+  h.histogram.sample_sum = static_cast<double>(sum_nanos) / 1e9;
+  return h;
+}
+
 void addStatusFamilies(const std::deque<StatusStats>& list, const char* label,
                        MetricFamily* requests, MetricFamily* duration, MetricFamily* errors) {
   for (const StatusStats& s : list) {
@@ -52,18 +70,7 @@ void addStatusFamilies(const std::deque<StatusStats>& list, const char* label,
       requests->metric.push_back(sample({{label, s.name()}, {"code", std::to_string(c)}},
                                         static_cast<double>(codes[c]), MetricType::Counter));
     }
-    ClientMetric h;
-    h.label = {{label, s.name()}};
-    std::uint64_t cumulative = 0;
-    for (std::size_t b = 0; b < kLatencyBounds.size(); ++b) {
-      cumulative += buckets[b];
-      h.histogram.bucket.push_back({cumulative, kLatencyBounds[b]});
-    }
-    cumulative += buckets[kLatencyBounds.size()];
-    h.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
-    h.histogram.sample_count = cumulative;
-    h.histogram.sample_sum = static_cast<double>(sum_nanos) / 1e9;
-    duration->metric.push_back(std::move(h));
+    duration->metric.push_back(histogramOf({{label, s.name()}}, buckets, sum_nanos));
     if (errors != nullptr) {
       for (int e = 0; e < kUpstreamErrorKinds; ++e) {
         errors->metric.push_back(
@@ -238,17 +245,7 @@ std::string Registry::render(const ScrapeInput& in) const {
       store_requests.metric.push_back(
           sample({{"result", names[i]}}, static_cast<double>(results[i]), MetricType::Counter));
     }
-    ClientMetric h;
-    std::uint64_t cumulative = 0;
-    for (std::size_t b = 0; b < kLatencyBounds.size(); ++b) {
-      cumulative += buckets[b];
-      h.histogram.bucket.push_back({cumulative, kLatencyBounds[b]});
-    }
-    cumulative += buckets[kLatencyBounds.size()];
-    h.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
-    h.histogram.sample_count = cumulative;
-    h.histogram.sample_sum = static_cast<double>(sum_nanos) / 1e9;
-    store_duration.metric.push_back(std::move(h));
+    store_duration.metric.push_back(histogramOf({}, buckets, sum_nanos));
   }
   for (const LimitSample& l : in.limits) {
     if (!l.redis) continue;
