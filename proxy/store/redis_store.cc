@@ -93,6 +93,7 @@ struct RedisStore::Pending {
   bool answered = false;  // callback delivered (reply, error or timeout)
   bool in_flight = false; // hiredis holds a callback for it
   bool retried = false;   // NOSCRIPT: resent with EVAL
+  bool down = false;      // no connection: the timer fires at once with kError
 };
 
 struct RedisStore::WorkerClients {
@@ -257,13 +258,14 @@ std::uint64_t RedisStore::decide(int worker, event_base* base, std::vector<KeyRe
     }
   }
   const std::uint64_t ticket = p->ticket;
+  p->timer = evtimer_new(wc.base, &RedisStore::onTimeout, p);
   if (conn == nullptr || !send(*conn, p, !conn->sha.empty())) {
-    Reply r;
-    r.result = Result::kError;
-    finish(p, r);  // Redis is down: the caller's on_store_error applies at once
+    // Redis is down: on_store_error applies at once, but never from inside
+    // decide() itself (the caller is still setting up its side).
+    p->down = true;
+    event_active(p->timer, EV_TIMEOUT, 0);
     return ticket;
   }
-  p->timer = evtimer_new(wc.base, &RedisStore::onTimeout, p);
   timeval tv = toTimeval(cfg_.timeout.nanos);
   evtimer_add(p->timer, &tv);
   return ticket;
@@ -296,7 +298,7 @@ bool RedisStore::send(Conn& c, Pending* p, bool by_sha) {
 void RedisStore::onTimeout(evutil_socket_t, short, void* arg) {
   auto* p = static_cast<Pending*>(arg);
   Reply r;
-  r.result = Result::kTimeout;
+  r.result = p->down ? Result::kError : Result::kTimeout;
   p->store->finish(p, r);
 }
 
@@ -356,7 +358,7 @@ void RedisStore::cancel(int worker, std::uint64_t ticket) {
   if (it == wc->pending.end()) return;
   Pending* p = it->second;
   p->answered = true;  // never call back
-  if (p->timer != nullptr) evtimer_del(p->timer);
+  if (p->timer != nullptr) event_del(p->timer);
   if (!p->in_flight) {
     if (p->timer != nullptr) event_free(p->timer);
     wc->pending.erase(it);

@@ -48,7 +48,8 @@ struct Reply {
   Nanos took = 0;
 };
 
-// Called on the worker's thread, exactly once per decide() unless cancelled.
+// Called on the worker's thread, exactly once per decide() unless cancelled,
+// and never from inside decide().
 using Callback = void (*)(void* ctx, const Reply& reply);
 
 // The Lua script (exposed for tests).
