@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "proxy/client/client_ip.h"
 #include "proxy/http/response_writer.h"
 #include "proxy/routing/route_table.h"
 #include "proxy/server/worker.h"
@@ -353,6 +354,13 @@ void ClientConn::handleHead() {
     }
   }
   view.xff = xff_joined;
+  if (rt_->access_log) {
+    // The log names the client as the limits see it: behind a trusted proxy,
+    // the address X-Forwarded-For reports.
+    const auto& trusted = cfg.clients.trusted_proxies;
+    log_client_ = trusted.empty() ? peer_text_
+                                  : config::formatIp(client::clientIp(peer_, xff_joined, trusted).ip);
+  }
   if (std::size_t q = url.find('?'); q != std::string_view::npos) view.query = url.substr(q + 1);
   view.worker = w_.id();
   view.base = w_.base();
@@ -520,6 +528,7 @@ void ClientConn::answerLocal(int status, bool close, std::string_view extra_head
     bytes_out_ = 0;
     last_target_ = nullptr;
     log_method_.clear();
+    log_client_.clear();
     log_path_.clear();
     violated_.clear();
     w_.newRequestId(&request_id_);
@@ -1066,7 +1075,7 @@ void ClientConn::recordRequest() {
     event::AccessRecord r;
     r.wall_seconds = event::SteadyClock::wallSeconds();
     r.request_id = request_id_;
-    r.client = peer_text_;
+    r.client = log_client_.empty() ? std::string_view(peer_text_) : std::string_view(log_client_);
     r.method = log_method_;
     r.path = log_path_;
     r.status = status_;

@@ -149,6 +149,7 @@ class ClientConn final : public AdmissionWaiter {
   bool client_request_id_ = false;  // kept from the client's X-Request-Id
   std::string log_method_;          // copies for the access log (the head
   std::string log_path_;            //   bytes are reused for the body)
+  std::string log_client_;          // client IP for the access log
   std::string violated_;
   std::string local_extra_;            // denying limits of a 429, for the log
   std::uint64_t bytes_in_ = 0;
