@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -11,9 +12,42 @@
 #include "proxy/event/log.h"
 
 namespace sluice::event {
+namespace {
+
+std::string_view decimal(char* buf, std::size_t size, std::uint64_t v) {
+  auto [end, ec] = std::to_chars(buf, buf + size, v);
+  (void)ec;
+  return {buf, static_cast<std::size_t>(end - buf)};
+}
+
+// Seconds with microsecond precision, without printf.
+std::string_view seconds(char* buf, std::size_t size, double secs) {
+  const auto micros = static_cast<std::uint64_t>(secs > 0 ? secs * 1e6 + 0.5 : 0);
+  char frac[8];
+  std::uint64_t f = micros % 1000000;
+  for (int i = 5; i >= 0; --i) {
+    frac[i] = static_cast<char>('0' + f % 10);
+    f /= 10;
+  }
+  std::string_view whole = decimal(buf, size - 8, micros / 1000000);
+  char* p = buf + whole.size();
+  *p++ = '.';
+  for (int i = 0; i < 6; ++i) *p++ = frac[i];
+  return {buf, static_cast<std::size_t>(p - buf)};
+}
+
+}  // namespace
+
 void appendAccessLine(std::string& out, const AccessRecord& r, bool json) {
-  char num[64];
-  std::snprintf(num, sizeof num, "%.6f", r.duration_seconds);
+  char dur_buf[40];
+  char status_buf[24];
+  char in_buf[24];
+  char out_buf[24];
+  const std::string_view dur = seconds(dur_buf, sizeof dur_buf, r.duration_seconds);
+  const std::string_view status = decimal(status_buf, sizeof status_buf,
+                                          static_cast<std::uint64_t>(r.status));
+  const std::string_view bytes_in = decimal(in_buf, sizeof in_buf, r.bytes_in);
+  const std::string_view bytes_out = decimal(out_buf, sizeof out_buf, r.bytes_out);
   if (json) {
     out.append("{\"ts\":\"");
     appendTimestamp(out, r.wall_seconds);
@@ -26,13 +60,13 @@ void appendAccessLine(std::string& out, const AccessRecord& r, bool json) {
     out.append(",\"path\":");
     appendQuoted(out, r.path, true);
     out.append(",\"status\":");
-    out.append(std::to_string(r.status));
+    out.append(status);
     out.append(",\"bytes_in\":");
-    out.append(std::to_string(r.bytes_in));
+    out.append(bytes_in);
     out.append(",\"bytes_out\":");
-    out.append(std::to_string(r.bytes_out));
+    out.append(bytes_out);
     out.append(",\"duration\":");
-    out.append(num);
+    out.append(dur);
     out.append(",\"route\":");
     appendQuoted(out, r.route, true);
     out.append(",\"upstream\":");
@@ -50,10 +84,10 @@ void appendAccessLine(std::string& out, const AccessRecord& r, bool json) {
   appendLogfmt(out, "client", r.client);
   appendLogfmt(out, "method", r.method);
   appendLogfmt(out, "path", r.path);
-  appendLogfmt(out, "status", std::to_string(r.status));
-  appendLogfmt(out, "bytes_in", std::to_string(r.bytes_in));
-  appendLogfmt(out, "bytes_out", std::to_string(r.bytes_out));
-  appendLogfmt(out, "duration", num);
+  appendLogfmt(out, "status", status);
+  appendLogfmt(out, "bytes_in", bytes_in);
+  appendLogfmt(out, "bytes_out", bytes_out);
+  appendLogfmt(out, "duration", dur);
   appendLogfmt(out, "route", r.route);
   appendLogfmt(out, "upstream", r.upstream);
   if (!r.limits.empty()) appendLogfmt(out, "limits", r.limits);

@@ -53,14 +53,25 @@ void setLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 bool logEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
 
 void appendTimestamp(std::string& out, double wall) {
-  time_t secs = static_cast<time_t>(wall);
-  tm utc{};
-  gmtime_r(&secs, &utc);
-  char ts[64];
+  // The calendar part changes once a second: format it once per thread and
+  // second (the access log calls this for every request).
+  thread_local time_t cached_secs = -1;
+  thread_local char cached[80];
+  const auto secs = static_cast<time_t>(wall);
+  if (secs != cached_secs) {
+    tm utc{};
+    gmtime_r(&secs, &utc);
+    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", utc.tm_year + 1900,
+                  utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    cached_secs = secs;
+  }
+  out.append(cached);
   int millis = static_cast<int>((wall - static_cast<double>(secs)) * 1000.0);
-  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
-  out.append(ts);
+  if (millis > 999) millis = 999;
+  out.push_back(static_cast<char>('0' + millis / 100));
+  out.push_back(static_cast<char>('0' + millis / 10 % 10));
+  out.push_back(static_cast<char>('0' + millis % 10));
+  out.push_back('Z');
 }
 
 void appendQuoted(std::string& out, std::string_view value, bool json) {

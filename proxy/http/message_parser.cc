@@ -1,5 +1,6 @@
 #include "proxy/http/message_parser.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace sluice::http {
@@ -128,6 +129,13 @@ int MessageParser::onHeaderValue(llhttp_t* p, const char* at, std::size_t len) {
 
 int MessageParser::onHeaderValueComplete(llhttp_t* p) {
   MessageParser* s = self(p);
+  if (s->head_.header_count == 0 ||
+      s->head_.headers[static_cast<std::size_t>(s->head_.header_count - 1)].name.len == 0) {
+    // llhttp 8.1 takes ": x" as a field with an empty name, even in strict
+    // mode; a field name is a token (RFC 9110 §5.1), and we would forward it.
+    s->error_ = ParseError::kBadRequest;
+    return HPE_USER;
+  }
   if (s->header_state_ == 1) s->header_state_ = 2;  // empty value
   s->header_state_ = 3;
   return 0;
@@ -156,6 +164,28 @@ void MessageParser::noteConsumed(const char* data, std::size_t len) {
   } else if (len == 1) {
     tail_ = {tail_[1], data[0]};
   }
+}
+
+// RFC 9112 §5.2 obs-fold. onHeaderValue catches a continuation of a
+// non-empty value; when the first line's value is empty llhttp delivers the
+// continuation as the value itself ("Transfer-Encoding:\r\n chunked" is
+// chunked to llhttp, empty to a peer that does not fold), or drops a blank
+// one. Each field must span exactly one line of the head.
+bool MessageParser::hasObsFold() const {
+  const MessageHead& h = head_;
+  auto lineBreaks = [&](std::uint32_t from, std::uint32_t to) {
+    return std::count(base_ + from, base_ + to, '\n');
+  };
+  for (int i = 0; i < h.header_count; ++i) {
+    const HeaderField& f = h.headers[static_cast<std::size_t>(i)];
+    const std::uint32_t name_end = f.name.off + f.name.len;
+    const std::uint32_t value_from = f.value.len > 0 ? f.value.off : name_end;
+    const std::uint32_t value_to = f.value.len > 0 ? f.value.off + f.value.len : name_end;
+    const std::uint32_t next =
+        i + 1 < h.header_count ? h.headers[static_cast<std::size_t>(i + 1)].name.off : h.end - 2;
+    if (lineBreaks(name_end, value_from) != 0 || lineBreaks(value_to, next) != 1) return true;
+  }
+  return false;
 }
 
 ParseResult MessageParser::reject() {
@@ -231,7 +261,15 @@ ParseResult MessageParser::feed(const char* base, std::uint32_t offset, std::uin
       // Reject here, not only in ClientConn::handleHead: a response head with
       // a bare LF would otherwise be relayed (its status line cut one byte
       // short when the LF ends the head).
-      if (head_.bare_lf) return reject();
+      if (head_.bare_lf || hasObsFold()) return reject();
+      // llhttp never reads content of a CONNECT request (a tunnel follows),
+      // yet the proxy forwards its Content-Length or Transfer-Encoding: the
+      // next hop would take the next request's bytes for that content
+      // (smuggling). A CONNECT request has no content (RFC 9110 §9.3.6).
+      if (parser_.type == HTTP_REQUEST && head_.method == HTTP_CONNECT &&
+          (head_.content_length > 0 || head_.transfer_encoding)) {
+        return reject();
+      }
       r.event = ParseEvent::kHeadComplete;
       // A message completing in the same pause (upgrade) is reported on the
       // next feed.

@@ -117,6 +117,7 @@ class MessageParser {
   void extend(Span& span, const char* at, std::size_t len);
   void finishHead();
   void noteConsumed(const char* data, std::size_t len);
+  bool hasObsFold() const;
   ParseResult reject();
 
   llhttp_t parser_{};

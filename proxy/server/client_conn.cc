@@ -1086,8 +1086,7 @@ void ClientConn::recordRequest() {
         route_ != nullptr ? rt_->routes.routes()[static_cast<std::size_t>(route_ - rt_->route_runtime.data())].name
                           : kUnmatched;
     r.route = route_name;
-    std::string target = last_target_ != nullptr ? last_target_->address.toString() : std::string();
-    r.upstream = target;
+    r.upstream = last_target_ != nullptr ? std::string_view(last_target_->text) : std::string_view();
     r.limits = violated_;
     event::appendAccessLine(w_.accessBuffer(), r, rt_->access_log->json());
     w_.flushAccessLog(false);

@@ -49,6 +49,7 @@ std::shared_ptr<SharedPool> SharedPool::create(const config::UpstreamConfig& cfg
   for (const auto& addr : cfg.targets) {
     auto t = std::make_unique<Target>();
     t->address = addr;
+    t->text = addr.toString();
     if (!resolve(addr, &t->sockaddr, &t->sockaddr_len)) {
       *error = "upstream " + cfg.name + ": cannot resolve " + addr.toString();
       return nullptr;

@@ -28,6 +28,7 @@ inline constexpr Nanos kRefusedPenalty = 5LL * 1000000000LL;
 
 struct Target {
   config::Address address;
+  std::string text;  // address.toString(), for logs
   sockaddr_storage sockaddr{};
   socklen_t sockaddr_len = 0;
   std::atomic<int> open{0};           // connections open now, all workers
