@@ -126,6 +126,13 @@ ClientConn::ClientConn(Worker& w, int fd, const sockaddr* peer, int)
 }
 
 ClientConn::~ClientConn() {
+  if (up_ != nullptr) {
+    // Destroyed mid-request (a worker stopping at once on a second SIGTERM):
+    // close the upstream connection too. Only its slot is returned; other
+    // workers may already be gone, so no waiter is handed anything.
+    up_->pool->releaseSlot(up_->target);
+    delete up_;
+  }
   if (ev_ != nullptr) event_free(ev_);
   if (wev_ != nullptr) event_free(wev_);
   if (fd_ >= 0) ::close(fd_);
@@ -134,6 +141,7 @@ ClientConn::~ClientConn() {
 void ClientConn::onEvent(evutil_socket_t, short what, void* arg) {
   auto* c = static_cast<ClientConn*>(arg);
   if (c->dead_) return;
+  c->w_.newEvent();
   if ((what & EV_WRITE) != 0) c->onWritable();
   if (!c->dead_ && (what & EV_READ) != 0) c->onReadable();
 }
@@ -365,7 +373,13 @@ void ClientConn::handleHead() {
   view.worker = w_.id();
   view.base = w_.base();
   view.waiter = this;
-  AdmissionResult verdict;
+  // Reused across requests: a 429's header text allocates nothing.
+  AdmissionResult& verdict = verdict_;
+  verdict.status = 0;
+  verdict.ticket = 0;
+  verdict.headers.clear();
+  verdict.allowed_headers.clear();
+  verdict.violated.clear();
   allowed_headers_.clear();
   if (rt_->admission) {
     rt_->admission->decide(route_->limits, view, start_, &verdict);
@@ -395,7 +409,7 @@ void ClientConn::afterAdmission(AdmissionResult& verdict) {
                 verdict.headers, verdict.violated);
     return;
   }
-  allowed_headers_ = std::move(verdict.allowed_headers);
+  allowed_headers_.swap(verdict.allowed_headers);
 
   buildUpstreamHead();
   rpos_ = h.end;

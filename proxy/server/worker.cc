@@ -212,6 +212,7 @@ void Worker::onReap(evutil_socket_t, short, void* arg) {
 
 void Worker::onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int len, void* arg) {
   auto* w = static_cast<Worker*>(arg);
+  w->newEvent();
   if (w->stopping_ || w->shared_.draining.load(std::memory_order_relaxed)) {
     ::close(fd);
     return;
@@ -248,6 +249,7 @@ void Worker::onAcceptError(evconnlistener* l, void* arg) {
 void Worker::onTick(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->tick(); }
 
 void Worker::tick() {
+  newEvent();
   const event::Nanos now = this->now();
   flushAccessLog(true);
   for (ClientConn* c = conns_; c != nullptr;) {
@@ -284,6 +286,7 @@ void Worker::tick() {
 void Worker::onInbox(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->drainInbox(); }
 
 void Worker::drainInbox() {
+  newEvent();
   std::vector<InboxMessage> msgs;
   {
     std::lock_guard lock(inbox_mu_);
@@ -449,6 +452,7 @@ void Worker::reclaimIdleElsewhere(const std::shared_ptr<upstream::SharedPool>& p
 
 void Worker::onUpstreamEvent(evutil_socket_t, short what, void* arg) {
   auto* uc = static_cast<upstream::UpstreamConn*>(arg);
+  static_cast<Worker*>(uc->home)->newEvent();
   if (uc->owner != nullptr) {
     static_cast<ClientConn*>(uc->owner)->onUpstreamEvent(what);
     return;

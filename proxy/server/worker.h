@@ -82,7 +82,17 @@ class Worker {
   event_base* base() const { return base_; }
   ServerShared& shared() { return shared_; }
   const std::shared_ptr<const Runtime>& runtime() const { return runtime_; }
-  event::Nanos now() const { return shared_.clock.now(); }
+  // The time of the current event: read once per callback, not per use
+  // (a request reads it several times; timeouts are 50 ms coarse anyway).
+  event::Nanos now() {
+    if (!now_valid_) {
+      now_cache_ = shared_.clock.now();
+      now_valid_ = true;
+    }
+    return now_cache_;
+  }
+  // Called when a libevent callback starts: the cached time is stale.
+  void newEvent() { now_valid_ = false; }
 
   // Buffers for client connections come from a per-worker free list.
   std::unique_ptr<char[]> takeBuffer();
@@ -147,6 +157,8 @@ class Worker {
   std::unordered_map<std::uint64_t, ClientConn*> waiters_;
   std::uint64_t next_token_ = 1;
   bool stopping_ = false;
+  bool now_valid_ = false;
+  event::Nanos now_cache_ = 0;
   std::string access_buf_;
   std::uint64_t rng_[2] = {0, 0};
 
