@@ -999,7 +999,11 @@ void ClientConn::pumpResponse() {
 void ClientConn::afterClientDrained(bool complete, bool reusable) {
   upstream::UpstreamConn* uc = up_;
   if (uc == nullptr) return;
-  if (uc->rpos == uc->wpos) uc->rpos = uc->ppos = uc->wpos = 0;
+  if (uc->rpos == uc->wpos) {
+    uc->rpos = uc->ppos = uc->wpos = 0;
+    // After an interim response the next head starts at the buffer's start.
+    if (resp_ == Resp::kHead) uc->parser.beginMessage(0);
+  }
   if (complete) {
     finishResponse(reusable);
     return;

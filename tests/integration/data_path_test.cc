@@ -227,6 +227,26 @@ TEST_F(DataPathTest, ContentLengthRequestBodyReachesTheUpstream) {
   EXPECT_EQ(r->body, "received 100000 bytes\n");
 }
 
+TEST_F(DataPathTest, ExpectContinueIsRelayedThenTheFinalResponseFollows) {
+  HttpConn conn(sluice_.port());
+  ASSERT_TRUE(conn.connected()) << conn.error();
+  ASSERT_TRUE(conn.send("POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  auto interim = conn.readResponse(deadlineIn(seconds(5)), /*head_request=*/true);
+  ASSERT_TRUE(interim);
+  EXPECT_EQ(interim->status, 100);
+  ASSERT_TRUE(conn.send("hello"));
+  auto final_response = conn.readResponse(deadlineIn(seconds(5)));
+  ASSERT_TRUE(final_response);
+  EXPECT_EQ(final_response->status, 200);
+  EXPECT_EQ(final_response->body, "received 5 bytes\n");
+  // The connection stays usable after an interim response.
+  ASSERT_TRUE(conn.send(requestText("GET", "/", sluice_.port())));
+  auto next = conn.readResponse(deadlineIn(seconds(5)));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200);
+}
+
 TEST_F(DataPathTest, ChunkedRequestBodyReachesTheUpstream) {
   std::string chunked;
   size_t total = 0;
