@@ -8,6 +8,10 @@ reports req/s, p50/p99 latency and CPU microseconds per request of each proxy
 stopped by PID on exit; traffic goes to 127.0.0.1 only.
 
   python3 loadtest/compare.py --build build-release [--rounds 3] [--seconds 5]
+
+The full comparison (HAProxy too, limits that allow, many clients, accuracy,
+key flood, report and charts) is loadtest/run.py; this script stays as the
+quick two-proxy check with --strace.
 """
 import argparse
 import atexit

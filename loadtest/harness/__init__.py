@@ -1,0 +1,1 @@
+"""Modules of loadtest/run.py: processes, targets, drivers, scenarios, report."""

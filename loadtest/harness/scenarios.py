@@ -1,0 +1,58 @@
+"""Scenario definitions (what traffic, which endpoint, what answers are fine).
+
+Scenarios a-e run against every target in interleaved rounds; f (key flood)
+runs once against sluice alone (see run.py).
+"""
+from dataclasses import dataclass
+
+
+@dataclass
+class Scenario:
+    key: str                 # short id used on the command line: a, b, c, d1, d2, e
+    name: str
+    endpoint: str            # targets.ENDPOINTS
+    driver: str              # "wrk" | "client"
+    expect: frozenset        # statuses that are fine
+    headers: tuple = ()
+    connections: int = 0     # 0: the --connections of the run (64)
+    rate: float = 0.0        # client: fixed total rate (0: closed loop)
+    sources: str = ""        # client: FIRST/COUNT source addresses
+    requests_per_conn: int = 0
+    key_space: int = 0
+    min_429: float = 0.0     # share of 429 required (overload)
+    fixed_seconds: float = 0  # duration regardless of --seconds (accuracy)
+    note: str = ""
+
+    @property
+    def label(self):
+        return f"{self.key} {self.name}"
+
+
+def build(quick, acc_rate, acc_burst, acc_seconds):
+    """The scenarios of a run. Quick mode keeps every kind, smaller."""
+    identities = 2000 if quick else 10000
+    source_count = 1024 if quick else 4096
+    return [
+        Scenario("a", "pass-through", "plain", "wrk", frozenset({200}),
+                 note="no limits"),
+        Scenario("b", "limits-allow", "limited", "wrk", frozenset({200}),
+                 headers=("X-API-Key: bench-key",),
+                 note="global + per-IP + per-key limits that always allow"),
+        Scenario("c", "overload-429", "reject", "wrk", frozenset({200, 429}), min_429=0.99,
+                 note="limit 1/s: > 99 % answered 429"),
+        Scenario("d1", "many-src-ips", "many", "client", frozenset({200}),
+                 connections=256, sources=f"127.1.0.1/{source_count}", requests_per_conn=50,
+                 headers=("X-API-Key: key-%d",), key_space=identities,
+                 note=f"{source_count} source addresses in 127.1.0.0/16 (a new one every "
+                      f"50 requests per connection), {identities} API keys"),
+        Scenario("d2", "many-xff", "many", "client", frozenset({200}),
+                 headers=("X-Forwarded-For: 10.%d.%d.%d", "X-API-Key: key-%d"),
+                 key_space=identities,
+                 note=f"{identities} client addresses in X-Forwarded-For from a trusted peer, "
+                      f"{identities} API keys"),
+        Scenario("e", "accuracy", "accuracy", "client", frozenset({200, 429}),
+                 rate=10 * acc_rate, fixed_seconds=acc_seconds,
+                 note=f"per-IP limit {acc_rate}/s burst {acc_burst}, offered "
+                      f"{10 * acc_rate}/s for {acc_seconds:g} s (a fresh source address "
+                      f"per run, so every run starts with a full bucket)"),
+    ]

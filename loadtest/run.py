@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+"""sluice vs nginx vs HAProxy on loopback: one command, same machine, same run.
+
+  python3 loadtest/run.py [--quick] [--build DIR] [--out DIR] [--workers N]
+
+Builds sluice, the demo upstream and the load client (Release, -j1) unless
+--no-build, installs wrk/nginx/haproxy/gnuplot through scripts/setup.sh bench
+if one is missing, starts the demo upstream and the three proxies with their
+own temporary configurations (never the system ones), all with the same
+worker count, and drives them in interleaved rounds (the order of targets
+rotates each round) so drift of the machine hits every target alike:
+
+  a pass-through   no limits                                         (wrk)
+  b limits-allow   global + per-IP + per-key limits that all allow   (wrk)
+  c overload-429   > 99 % rejected with 429                          (wrk)
+  d1 many-src-ips  thousands of source addresses in 127.0.0.0/8      (load client)
+  d2 many-xff      thousands of X-Forwarded-For clients + API keys   (load client)
+  e accuracy       10x overload of a 1000/s limit for 10 s           (load client, paced)
+  f key-flood      1M distinct API keys against limiter.max_keys 100k, sluice only
+
+Per target and scenario: req/s, p50/p90/p99/p99.9 latency, status counts,
+CPU microseconds per request (utime+stime from /proc of every process of the
+target over the run) and peak RSS (VmHWM, reset before each run). Prints a
+table, writes report.md and PNG charts (gnuplot) into --out (default
+loadtest/out/<timestamp>/). Exit status 1 when a target fails to start or
+dies, answers with an unexpected status (or has more than 1 % socket errors),
+or sluice admits more than burst + rate x T in (e) or, outside --quick, less
+than 99 % of it (a busy machine can starve the proxy in a smoke run).
+
+All traffic stays on 127.0.0.0/8; every process started here is stopped by
+its PID; every load run is bounded in time and in requests.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from harness import drivers, procs, report, scenarios, targets  # noqa: E402
+
+TOOLS = ("wrk", "nginx", "haproxy", "gnuplot")
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def have_tool(tool):
+    return shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}")
+
+
+def ensure_tools():
+    missing = [t for t in TOOLS if not have_tool(t)]
+    if missing:
+        log(f"missing {', '.join(missing)}: running scripts/setup.sh bench")
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "setup.sh"), "bench"], check=True)
+    missing = [t for t in TOOLS if not have_tool(t)]
+    if missing:
+        sys.exit(f"still missing after setup: {', '.join(missing)}")
+
+
+def build(build_dir):
+    if not os.path.exists(os.path.join(build_dir, "CMakeCache.txt")):
+        log(f"configuring {build_dir} (Release)")
+        subprocess.run(["cmake", "-S", ROOT, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
+                        "-DSLUICE_BUILD_TESTS=OFF", "-DSLUICE_BUILD_BENCHMARKS=OFF"],
+                       check=True, stdout=subprocess.DEVNULL)
+    log(f"building sluice, sluice-demo-upstream, sluice-load-client in {build_dir} (-j1)")
+    res = subprocess.run(["cmake", "--build", build_dir, "-j1", "--target", "sluice",
+                          "sluice-demo-upstream", "sluice-load-client"],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"build failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "model": model, "kernel": platform.release(),
+            "load": os.getloadavg()}
+
+
+def tool_versions():
+    out = {}
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    out["wrk"] = (wrk.stdout + wrk.stderr).split("\n")[0].split(" [")[0].replace("wrk ", "")
+    return out
+
+
+class Sampler(threading.Thread):
+    """VmRSS of sluice and its keys gauge every `period` seconds."""
+
+    def __init__(self, sluice, limit, period=0.25):
+        super().__init__(daemon=True)
+        self.sluice, self.limit, self.period = sluice, limit, period
+        self.series = []  # (t, rss_kb, keys)
+        self.stop_flag = threading.Event()
+        self.t0 = time.time()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            t = time.time() - self.t0
+            rss = procs.rss_kb(self.sluice.pids())
+            keys = None
+            try:
+                keys = self.sluice.metric(self.sluice.metrics(), "sluice_ratelimit_keys",
+                                          f'limit="{self.limit}"')
+            except OSError:
+                pass
+            self.series.append((t, rss, keys))
+            self.stop_flag.wait(self.period)
+
+
+def run_flood(sluice, client_bin, keys, max_keys, cap_seconds, tail_seconds):
+    sampler = Sampler(sluice, "flood_key")
+    sampler.start()
+    time.sleep(1.0)
+    pids = sluice.pids()
+    procs.reset_hwm(pids)
+    cpu0 = procs.cpu_seconds(pids)
+    t_start = time.time() - sampler.t0
+    r = drivers.run_client(client_bin, sluice.ports["flood"], "/flood/x", cap_seconds, 64,
+                           headers=("X-API-Key: flood-%d",), max_requests=keys)
+    t_end = time.time() - sampler.t0
+    r["cpu_us"] = (procs.cpu_seconds(pids) - cpu0) * 1e6 / max(1, r["requests"])
+    r["hwm_kb"] = procs.hwm_kb(pids)
+    time.sleep(tail_seconds)
+    sampler.stop_flag.set()
+    sampler.join(timeout=5)
+    text = sluice.metrics()
+    evicted = sluice.metric(text, "sluice_ratelimit_evicted_total", 'limit="flood_key"')
+    keys_now = sluice.metric(text, "sluice_ratelimit_keys", 'limit="flood_key"')
+    evicted = None if evicted is None else int(evicted)
+    keys_now = None if keys_now is None else int(keys_now)
+    series = sampler.series
+    return {
+        "run": r, "series": series, "keys_sent": r["issued"], "max_keys": max_keys,
+        "t_start": t_start, "t_end": t_end,
+        "evicted": evicted, "keys_end": keys_now,
+        "keys_max": max((int(k) for _, _, k in series if k is not None), default=None),
+        "rss_start_kb": series[0][1] if series else 0,
+        "rss_max_kb": max((s[1] for s in series), default=0),
+        "rss_end_kb": series[-1][1] if series else 0,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run under 60 s: 1 round, 1 s runs, smaller flood")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-release"),
+                    help="CMake build directory (default: build-release)")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries in --build as they are")
+    ap.add_argument("--out", help="output directory (default loadtest/out/<timestamp>)")
+    ap.add_argument("--workers", type=int, default=1, help="workers of every proxy (default 1)")
+    ap.add_argument("--upstream-threads", type=int, default=0,
+                    help="demo upstream threads (default: --workers)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 1)")
+    ap.add_argument("--seconds", type=float, help="seconds per run of a-d (default 10, quick 1)")
+    ap.add_argument("--connections", type=int, default=64,
+                    help="connections of a-c, d2 and e (d1 uses 256)")
+    ap.add_argument("--scenarios", default="a,b,c,d1,d2,e,f",
+                    help="comma list out of a,b,c,d1,d2,e,f")
+    ap.add_argument("--targets", default="sluice,nginx,haproxy", help="comma list (default all)")
+    ap.add_argument("--flood-keys", type=int, help="distinct API keys of f (default 1000000, quick 40000)")
+    ap.add_argument("--max-keys", type=int, help="sluice limiter.max_keys (default 100000, quick 10000)")
+    ap.add_argument("--publish", action="store_true",
+                    help="also write report.md and cpu_per_request.png into loadtest/results/")
+    args = ap.parse_args()
+
+    started = time.time()
+    quick = args.quick
+    rounds = args.rounds or (1 if quick else 3)
+    seconds = args.seconds or (1 if quick else 10)
+    acc_rate, acc_burst = 1000, 100
+    acc_seconds = 2 if quick else 10
+    flood_keys = args.flood_keys or (40000 if quick else 1000000)
+    max_keys = args.max_keys or (10000 if quick else 100000)
+    wanted_scen = set(args.scenarios.split(","))
+    wanted_targets = [t for t in args.targets.split(",") if t]
+    for t in wanted_targets:
+        if t not in targets.TARGETS:
+            sys.exit(f"unknown target {t}")
+    if args.workers < 1 or args.workers > 64:
+        sys.exit("--workers: 1 to 64")
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:  # the proxies and the load client inherit it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ensure_tools()
+    build_dir = os.path.abspath(args.build)
+    if not args.no_build:
+        build(build_dir)
+    client_bin = os.path.join(build_dir, "loadtest", "client", "sluice-load-client")
+    upstream_bin = os.path.join(build_dir, "loadtest", "upstream", "sluice-demo-upstream")
+    for b in (client_bin, upstream_bin, os.path.join(build_dir, "proxy", "sluice")):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"missing binary {b} (build it or drop --no-build)")
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = os.path.abspath(args.out or os.path.join(HERE, "out", stamp))
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="sluice-loadtest-")
+    mach = machine()
+    failures = []
+    warnings = []
+
+    up_port = procs.free_port()
+    up = procs.start([upstream_bin, "--listen", f"127.0.0.1:{up_port}", "--threads",
+                      str(args.upstream_threads or args.workers)],
+                     stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    if not procs.wait_port(up_port, up):
+        sys.exit("demo upstream did not start")
+
+    params = {"acc_rate": acc_rate, "acc_burst": acc_burst, "max_keys": max_keys}
+    live = {}
+    versions = tool_versions()
+    for name in wanted_targets:
+        t = targets.TARGETS[name](tmp, build_dir, args.workers, up_port, params)
+        try:
+            t.start()
+            live[name] = t
+            versions[name] = t.version()
+            log(f"started {name} {versions[name]} (pids {t.pids()})")
+        except (RuntimeError, OSError) as e:
+            failures.append(f"{name} failed to start: {e}")
+            log(failures[-1])
+    time.sleep(0.3)
+
+    scen = [s for s in scenarios.build(quick, acc_rate, acc_burst, acc_seconds)
+            if s.key in wanted_scen]
+    variants = {}   # scenario key -> [variant label] in target order
+    results = {}    # (scenario key, variant) -> [run]
+    acc_source = 0
+    pause = 0.3 if quick else 1.0
+    n_runs = sum(len(live) + (1 if s.key == "e" and "haproxy" in live else 0) for s in scen)
+    log(f"{rounds} round(s) x {n_runs} runs, {seconds:g} s each (accuracy {acc_seconds} s); "
+        f"output {out_dir}")
+    for rnd in range(rounds):
+        names = list(live)
+        order = names[rnd % len(names):] + names[:rnd % len(names)] if names else []
+        for sc in scen:
+            for name in order:
+                t = live.get(name)
+                if t is None or not t.alive():
+                    continue
+                for variant, port, path in t.endpoints(sc.endpoint):
+                    variants.setdefault(sc.key, [])
+                    if variant not in variants[sc.key]:
+                        variants[sc.key].append(variant)
+                    secs = sc.fixed_seconds or seconds
+                    conns = sc.connections or args.connections
+                    pids = t.pids()
+                    procs.reset_hwm(pids)
+                    cpu0 = procs.cpu_seconds(pids)
+                    try:
+                        if sc.driver == "wrk":
+                            r = drivers.run_wrk(port, path, max(1, round(secs)), conns,
+                                                sc.headers)
+                        else:
+                            sources = sc.sources
+                            if sc.key == "e":  # a fresh client address: a full bucket
+                                acc_source += 1
+                                sources = f"127.2.{acc_source // 250}.{acc_source % 250 + 1}/1"
+                            r = drivers.run_client(
+                                client_bin, port, path, secs, conns, headers=sc.headers,
+                                rate=sc.rate, sources=sources,
+                                requests_per_conn=sc.requests_per_conn, key_space=sc.key_space,
+                                max_requests=int(sc.rate * secs) if sc.rate else None)
+                    except (drivers.DriverError, subprocess.TimeoutExpired) as e:
+                        failures.append(f"{sc.label} / {variant}: {e}")
+                        log(failures[-1])
+                        continue
+                    r["cpu_us"] = (procs.cpu_seconds(pids) - cpu0) * 1e6 / max(1, r["requests"])
+                    r["hwm_kb"] = procs.hwm_kb(pids)
+                    r["round"] = rnd
+                    results.setdefault((sc.key, variant), []).append(r)
+                    problems = check_run(sc, r)
+                    for p in problems:
+                        failures.append(f"{sc.label} / {variant} round {rnd + 1}: {p}")
+                    log(f"  round {rnd + 1} {sc.label:<17} {variant:<20} "
+                        f"{r['rps']:>9.0f} req/s  p99 {r['latency_ms']['p99']:.3f} ms  "
+                        f"{r['cpu_us']:.2f} us/req  {report.status_text(r['status'])}"
+                        + (f"  errors {r['errors']}" if r.get("errors") else "")
+                        + ("  <-- " + "; ".join(problems) if problems else ""))
+                    if not t.alive():
+                        failures.append(f"{name} died during {sc.label}:\n{t.log_tail()}")
+                        log(failures[-1])
+                    time.sleep(pause)
+
+    flood = None
+    if "f" in wanted_scen and "sluice" in wanted_targets:
+        # A fresh sluice, so the RSS curve starts from an idle process and not
+        # from memory the allocator kept after the scenarios above.
+        log(f"f key-flood: {flood_keys} distinct API keys, limiter.max_keys {max_keys} "
+            f"(a fresh sluice)")
+        ftmp = os.path.join(tmp, "flood")
+        os.makedirs(ftmp, exist_ok=True)
+        fresh = targets.Sluice(ftmp, build_dir, args.workers, up_port, params)
+        try:
+            fresh.start()
+            time.sleep(0.3)
+            flood = run_flood(fresh, client_bin, flood_keys, max_keys,
+                              cap_seconds=20 if quick else 120,
+                              tail_seconds=1.0 if quick else 3.0)
+            fr = flood["run"]
+            bad = set(fr["status"]) - {"200"}
+            if bad or fr.get("errors"):
+                failures.append(f"f key-flood: statuses {fr['status']} errors {fr.get('errors')}")
+            if flood["keys_max"] is not None and flood["keys_max"] > max_keys:
+                failures.append(f"f key-flood: keys gauge {flood['keys_max']} > max_keys {max_keys}")
+            log(f"  {fr['rps']:.0f} req/s, keys gauge max {flood['keys_max']}, evicted "
+                f"{flood['evicted']}, RSS {flood['rss_start_kb'] / 1024:.1f} -> max "
+                f"{flood['rss_max_kb'] / 1024:.1f} -> end {flood['rss_end_kb'] / 1024:.1f} MiB")
+        except (drivers.DriverError, subprocess.TimeoutExpired, OSError, RuntimeError) as e:
+            failures.append(f"f key-flood: {e}")
+            log(failures[-1])
+        if fresh.proc is not None:
+            if not fresh.alive():
+                failures.append(f"sluice died during the key flood:\n{fresh.log_tail()}")
+            procs.stop(fresh.proc)
+
+    for name, t in live.items():
+        if not t.alive():
+            failures.append(f"{name} is not running at the end")
+    procs.stop_all()
+
+    agg = {k: report.aggregate(v) for k, v in results.items()}
+    table_rows = report.rows(scen, variants, agg)
+    acc = []
+    if "e" in {s.key for s in scen}:
+        acc = report.accuracy_rows({v: results[("e", v)] for v in variants.get("e", [])
+                                    if ("e", v) in results}, acc_rate, acc_burst)
+        for a in acc:
+            if a["target"] != "sluice":
+                continue
+            if a["max"] > 1.0:
+                failures.append(f"sluice admitted more than burst + rate x T "
+                                f"(ratio up to {a['max']:.4f})")
+            if a["min"] < 0.99:
+                # Under-admission comes from the proxy being off the CPU for longer
+                # than burst / rate (the bucket is full and loses what it would
+                # refill): a busy machine, not the limiter. A smoke run only warns.
+                msg = (f"sluice admitted less than 99 % of burst + rate x T (ratio down to "
+                       f"{a['min']:.4f}); was the machine busy?")
+                (warnings if quick else failures).append(msg)
+    for name in wanted_targets:
+        if scen and name in live and not any(v == name or v.startswith(name + " ")
+                                    for vs in variants.values() for v in vs):
+            failures.append(f"{name}: no run completed")
+
+    chart_files = report.charts(out_dir, table_rows, list(live) or wanted_targets, acc, flood)
+    elapsed = time.time() - started
+    mach["load_end"] = os.getloadavg()
+    command = "python3 loadtest/run.py " + " ".join(sys.argv[1:])
+    table = report.text_table(table_rows)
+    print()
+    print(table)
+    if acc:
+        print()
+        print(report.accuracy_text(acc, acc_rate, acc_burst))
+    write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, table_rows, acc,
+                 acc_rate, acc_burst, flood, chart_files, failures + [f"warning: {w}" for w in warnings],
+                 elapsed, results)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump({"command": command, "machine": mach, "versions": versions,
+                   "runs": [{"scenario": k, "target": v, **r} for (k, v), rs in results.items()
+                            for r in rs],
+                   "accuracy": acc, "flood": flood, "failures": failures}, f, indent=1)
+    if args.publish:
+        # loadtest/results/ (committed): one chart and the report that shows it.
+        dest = os.path.join(HERE, "results")
+        os.makedirs(dest, exist_ok=True)
+        chart = os.path.join(out_dir, "cpu_per_request.png")
+        published = []
+        if chart in chart_files:
+            shutil.copy(chart, os.path.join(dest, "cpu_per_request.png"))
+            published = [os.path.join(dest, "cpu_per_request.png")]
+        write_report(dest, command, mach, versions, args, rounds, seconds, scen, table_rows, acc,
+                     acc_rate, acc_burst, flood, published,
+                     failures + [f"warning: {w}" for w in warnings], elapsed, results)
+        print(f"published: {dest}/report.md, {dest}/cpu_per_request.png")
+    print(f"\nreport: {os.path.join(out_dir, 'report.md')}")
+    for c in chart_files:
+        print(f"chart:  {c}")
+    print(f"total time {elapsed:.1f} s")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for w in warnings:
+        print(f"warning: {w}")
+    if failures:
+        print("\nFAILED:")
+        for f in failures:
+            print(f"  - {f}")
+        return 1
+    return 0
+
+
+def check_run(sc, r):
+    problems = []
+    statuses = {int(k): v for k, v in r["status"].items()}
+    total = sum(statuses.values())
+    if r["requests"] == 0 or total == 0:
+        problems.append("no answers")
+        return problems
+    unexpected = {k: v for k, v in statuses.items() if k not in sc.expect}
+    if unexpected:
+        problems.append(f"unexpected statuses {unexpected}")
+    errors = sum(r.get("errors", {}).values())
+    if errors > 0.01 * total:
+        problems.append(f"socket errors {r['errors']}")
+    if sc.min_429 and statuses.get(429, 0) < sc.min_429 * total:
+        problems.append(f"only {statuses.get(429, 0)} of {total} rejected")
+    return problems
+
+
+def machine_line(mach):
+    return (f"{mach['nproc']} CPUs ({mach['model']}), Linux {mach['kernel']}, load average "
+            f"{mach['load'][0]:.2f} at start, {mach['load_end'][0]:.2f} at end")
+
+
+def write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, table_rows, acc,
+                 acc_rate, acc_burst, flood, chart_files, failures, elapsed, results):
+    md = ["# sluice load test", ""]
+    md.append(f"`{command}` on {datetime.datetime.now().isoformat(timespec='seconds')}, "
+              f"{elapsed:.0f} s in all.")
+    md.append("")
+    md.append(f"- Machine: {machine_line(mach)}.")
+    md.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+    md.append(f"- Every proxy with {args.workers} worker(s) (sluice `workers`, nginx "
+              f"`worker_processes`, HAProxy `nbthread`) in front of one demo upstream "
+              f"({args.upstream_threads or args.workers} thread(s)); {rounds} interleaved "
+              f"round(s) of {seconds:g} s runs, the order of targets rotating every round. "
+              "Load generator, proxy and upstream share the machine.")
+    md.append("- Figures are medians over the rounds; statuses are summed; peak RSS is the "
+              "largest VmHWM (reset to the current RSS before every run; for nginx master + "
+              "workers), so memory a process kept from earlier scenarios counts too.")
+    md.append("- CPU us/req: utime+stime of the proxy's processes over the run divided by the "
+              "answers; `vs nginx` / `vs haproxy` divide sluice's by the peer's.")
+    md.append("- nginx and HAProxy are configured to do what sluice does by contract: "
+              "X-Forwarded-For/-Proto/-Host and X-Request-Id upstream, X-Request-Id back, "
+              "keep-alive upstream connections (nginx `keepalive 64`, HAProxy `http-reuse always`).")
+    md.append("")
+    md.append("## Scenarios")
+    md.append("")
+    for sc in scen:
+        drv = "wrk -t1 (Lua status counting)" if sc.driver == "wrk" else "sluice-load-client"
+        md.append(f"- **{sc.label}**: {sc.note}; {drv}, {sc.connections or args.connections} "
+                  "connections"
+                  + (f", paced at {sc.rate:g} req/s" if sc.rate else "") + ".")
+    if flood:
+        md.append(f"- **f key-flood** (sluice only): {flood['keys_sent']} distinct API keys, "
+                  f"one request each, against a per-key limit with `limiter.max_keys: "
+                  f"{flood['max_keys']}`; VmRSS and `sluice_ratelimit_keys` sampled every 250 ms.")
+    md.append("")
+    md.append("## Results")
+    md.append("")
+    md.append(report.markdown_table(table_rows))
+    md.append("")
+    if acc:
+        md.append("## Accuracy (e)")
+        md.append("")
+        md.append(f"Per-IP limit {acc_rate}/s, burst {acc_burst}; admitted = 200 answers; "
+                  f"T = first request written .. last answer read (every decision lies "
+                  f"inside it, so `burst + rate x T` is a true ceiling for an exact token bucket).")
+        md.append("")
+        md.append("| target | admitted / (burst + rate x T), median | min | max | runs (admitted in T) |")
+        md.append("|---|---:|---:|---:|---|")
+        for a in acc:
+            runs = "; ".join(f"{adm} in {w:.3f} s" for adm, w, _, _ in a["runs"])
+            md.append(f"| {a['target']} | {a['median']:.4f} | {a['min']:.4f} | {a['max']:.4f} "
+                      f"| {runs} |")
+        md.append("")
+        md.append("HAProxy has no token bucket: `req_rate` is the usual `sc_http_req_rate(0) gt N` "
+                  "idiom (denied requests count too, so a client that keeps asking is held far "
+                  "below N); `gpc0_rate` counts admitted requests only (`sc-inc-gpc0` after the "
+                  "deny rule), a sliding one-second window without burst.")
+        md.append("")
+    if flood:
+        fr = flood["run"]
+        md.append("## Key flood (f)")
+        md.append("")
+        md.append(f"{fr['requests']} requests ({fr['rps']:.0f} req/s, statuses "
+                  f"{report.status_text(fr['status'])}), {fr['cpu_us']:.2f} CPU us/req. "
+                  f"Keys gauge max {flood['keys_max']} (max_keys {flood['max_keys']}), "
+                  f"{flood['evicted']} evictions. VmRSS {flood['rss_start_kb'] / 1024:.1f} MiB "
+                  f"before, {flood['rss_max_kb'] / 1024:.1f} MiB at most, "
+                  f"{flood['rss_end_kb'] / 1024:.1f} MiB after.")
+        md.append("")
+    if chart_files:
+        md.append("## Charts")
+        md.append("")
+        for c in chart_files:
+            md.append(f"![{os.path.basename(c)}]({os.path.basename(c)})")
+        md.append("")
+    md.append("## Runs")
+    md.append("")
+    md.append("Every run (round, scenario, target): req/s, p99 ms, CPU us/req, statuses, errors.")
+    md.append("")
+    md.append("```")
+    for (key, variant), runs in results.items():
+        for r in runs:
+            md.append(f"round {r['round'] + 1}  {key:<3} {variant:<20} {r['rps']:>9.0f} req/s  "
+                      f"p99 {r['latency_ms']['p99']:>8.3f} ms  {r['cpu_us']:>6.2f} us/req  "
+                      f"{report.status_text(r['status'])}"
+                      + (f"  errors {r['errors']}" if r.get("errors") else "")
+                      + (f"  connects {r['connects']}" if "connects" in r else "")
+                      + (f"  source addresses {r['sources_used']}" if r.get("sources_used") else ""))
+    md.append("```")
+    md.append("")
+    md.append("Raw numbers: `results.json`.")
+    if failures:
+        md.append("")
+        md.append("## Failures and warnings")
+        md.append("")
+        for f in failures:
+            md.append(f"- {f}")
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
