@@ -156,6 +156,14 @@ TEST(RateToString, RoundTrips) {
   }
 }
 
+TEST(RateToString, NeverUsesAnExponent) {
+  // Found by fuzz/values_fuzz: "1000000/h" used to print as "1e+06/h", which
+  // `sluice explain` showed and the config cannot read back.
+  for (const char* text : {"1000000/h", "10000000/s", "0.0001/s", "0.00000001/m"}) {
+    EXPECT_EQ(parseRate(text).value->toString(), text);
+  }
+}
+
 // ---- addresses ----
 
 struct AddressCase {

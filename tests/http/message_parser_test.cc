@@ -109,11 +109,93 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"bad_chunk_size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                                   "\r\nzz\r\nhello\r\n0\r\n\r\n"},
         BadCase{"bare_lf", "GET / HTTP/1.1\nHost: x\n\n"},
+        // llhttp accepts these three even in strict mode (found by fuzz/).
+        BadCase{"bare_lf_after_request_line", "GET / HTTP/1.1\nHost: x\r\n\r\n"},
+        BadCase{"bare_lf_ending_head", "GET / HTTP/1.1\r\nHost: x\r\n\n"},
+        BadCase{"bare_lf_ending_chunked_body",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "0\r\n\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n"},
+        // obs-fold after an empty first line (found by fuzz/).
+        BadCase{"obs_fold_after_empty_value",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n"},
+        BadCase{"obs_fold_after_empty_host", "GET / HTTP/1.1\r\nHost:\r\n evil\r\n\r\n"},
+        BadCase{"obs_fold_blank_continuation", "GET / HTTP/1.1\r\nHost: x\r\nX: \r\n \r\n\r\n"},
+        // llhttp reads no content for CONNECT; the next hop would (found by fuzz/).
+        BadCase{"connect_with_content_length",
+                "CONNECT /admin HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"},
+        BadCase{"connect_with_chunked_body",
+                "CONNECT x:443 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+        BadCase{"empty_header_name", "GET / HTTP/1.1\r\n: x\r\nHost: x\r\n\r\n"},
+        BadCase{"empty_name_hiding_content_length",
+                "POST / HTTP/1.1\r\nHost: x\r\n:Content-Length: 5\r\n\r\nhello"},
+        BadCase{"empty_trailer_name",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "0\r\n: x\r\n\r\n"},
+        BadCase{"bare_lf_ending_trailers",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "0\r\nX-T: 1\r\n\n"},
         BadCase{"obs_fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"},
         BadCase{"space_before_colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n"},
         BadCase{"space_in_name", "GET / HTTP/1.1\r\nHo st: x\r\n\r\n"},
         BadCase{"ctl_in_name", "GET / HTTP/1.1\r\nHo\x01st: x\r\n\r\n"}),
     [](const ::testing::TestParamInfo<BadCase>& tp) { return std::string(tp.param.name); });
+
+TEST(MessageParser, ChunkedBodyEndingInBareLfIsRejectedAcrossReads) {
+  // The last empty line arrives one byte per read: the check must not rely
+  // on earlier bytes still being in the buffer.
+  std::string raw =
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\n";
+  MessageParser p(HTTP_REQUEST);
+  p.beginMessage(0);
+  auto head = feedAll(p, raw);
+  ASSERT_EQ(head.event, ParseEvent::kHeadComplete);
+  ParseEvent last = ParseEvent::kNeedMore;
+  for (auto pos = static_cast<std::uint32_t>(head.consumed); pos < raw.size(); ++pos) {
+    last = p.feed(raw.data(), pos, 1).event;
+    if (last != ParseEvent::kNeedMore) break;
+  }
+  EXPECT_EQ(last, ParseEvent::kError);
+}
+
+TEST(MessageParser, ChunkedBodyEndingInCrlfCompletesAcrossReads) {
+  std::string raw =
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+  MessageParser p(HTTP_REQUEST);
+  p.beginMessage(0);
+  auto head = feedAll(p, raw);
+  ASSERT_EQ(head.event, ParseEvent::kHeadComplete);
+  ParseEvent last = ParseEvent::kNeedMore;
+  for (auto pos = static_cast<std::uint32_t>(head.consumed); pos < raw.size(); ++pos) {
+    last = p.feed(raw.data(), pos, 1).event;
+    if (last != ParseEvent::kNeedMore) break;
+  }
+  EXPECT_EQ(last, ParseEvent::kMessageComplete);
+  EXPECT_EQ(p.bodyBytes(), 3u);
+}
+
+TEST(MessageParser, ResponseHeadEndingInBareLfIsRejected) {
+  // Before: accepted, with line_end one byte short, so the status line went
+  // to the client as "HTTP/1.1 204 No Content\r" run into the next field.
+  for (const char* raw : {"HTTP/1.1 204 No Content\r\n\n", "HTTP/1.1 204 No Content\n\r\n",
+                          "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"}) {
+    MessageParser p(HTTP_RESPONSE);
+    p.beginMessage(0);
+    std::string s(raw);
+    EXPECT_EQ(feedAll(p, s).event, ParseEvent::kError) << s;
+  }
+}
+
+TEST(MessageParser, ResponseFieldWithEmptyNameIsRejected) {
+  // Found by fuzz/response_parser_fuzz: llhttp accepted ":Content-Length: 3"
+  // and ClientConn relayed it to the client as ": Content-Length: 3".
+  for (const char* raw : {"HTTP/1.1 200 OK\r\n:Content-Length: 3\r\n\r\nabc",
+                          "HTTP/1.1 200 OK\r\nA: b\r\n: x\r\n\r\n"}) {
+    MessageParser p(HTTP_RESPONSE);
+    p.beginMessage(0);
+    std::string s(raw);
+    EXPECT_EQ(feedAll(p, s).event, ParseEvent::kError) << s;
+  }
+}
 
 TEST(MessageParser, MoreThanHundredHeadersIsTooMany) {
   std::string raw = "GET / HTTP/1.1\r\nHost: x\r\n";
