@@ -53,6 +53,8 @@ MessageParser::MessageParser(llhttp_type_t type) {
 
 void MessageParser::beginMessage(std::uint32_t start) {
   head_.start = start;
+  head_.line_end = 0;
+  head_.end = 0;
   head_.header_count = 0;
   head_.host_count = 0;
   head_.host_index = -1;

@@ -245,3 +245,24 @@ TEST(HeaderTokens, ListContainsTokenIgnoresCaseAndSpaces) {
 
 }  // namespace
 }  // namespace sluice::http
+
+namespace sluice::http {
+namespace {
+
+TEST(MessageParser, NewMessageForgetsThePreviousHeadsOffsets) {
+  MessageParser p(HTTP_REQUEST);
+  std::string first = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  p.beginMessage(0);
+  ASSERT_EQ(p.feed(first.data(), 0, static_cast<std::uint32_t>(first.size())).event,
+            ParseEvent::kHeadComplete);
+  ASSERT_GT(p.head().line_end, 0u);
+  p.feed(first.data(), static_cast<std::uint32_t>(first.size()), 0);
+  // The next request has only begun: no start line has ended yet (the
+  // proxy tells 414 from 431 by this).
+  p.beginMessage(0);
+  EXPECT_EQ(p.head().line_end, 0u);
+  EXPECT_EQ(p.head().end, 0u);
+}
+
+}  // namespace
+}  // namespace sluice::http
