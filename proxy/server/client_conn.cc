@@ -321,9 +321,10 @@ void ClientConn::handleHead() {
     answerLocal(505, true);
     return;
   }
-  if (h.bare_lf || (h.transfer_encoding && !h.chunked)) {
+  if (h.transfer_encoding && !h.chunked) {
     // Smuggling-shaped framing (RFC 9112 §6.3 rule 4: a request whose
     // Transfer-Encoding does not end in chunked has no knowable length).
+    // Bare LF and obs-fold never get here: the parser rejects the head.
     answerLocal(400, true);
     return;
   }
