@@ -30,17 +30,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
 
-// Byte i of a body the demo upstream generates (see demo_upstream.cc).
-constexpr std::string_view kPattern =
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-\n";
-
-bool isPattern(std::string_view body) {
-  for (size_t i = 0; i < body.size(); ++i) {
-    if (body[i] != kPattern[i % kPattern.size()]) return false;
-  }
-  return true;
-}
-
 std::string lowerCase(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
@@ -112,7 +101,7 @@ TEST_F(DataPathTest, GetIsForwardedWithBodyIntact) {
   ASSERT_TRUE(r->complete) << r->error;
   EXPECT_EQ(r->header("Content-Length"), "1000000");
   ASSERT_EQ(r->body.size(), 1000000u);
-  EXPECT_TRUE(isPattern(r->body));
+  EXPECT_TRUE(isDemoBodyPattern(r->body));
 }
 
 TEST_F(DataPathTest, KeepAliveServesSeveralRequestsOnOneClientConnection) {
@@ -211,7 +200,7 @@ TEST_F(DataPathTest, ChunkedUpstreamResponseArrivesIntact) {
   ASSERT_TRUE(r->complete) << r->error;
   EXPECT_TRUE(r->chunked);
   ASSERT_EQ(r->body.size(), 700000u);
-  EXPECT_TRUE(isPattern(r->body));
+  EXPECT_TRUE(isDemoBodyPattern(r->body));
   // The connection is still in step for the next request.
   ASSERT_TRUE(conn.send(requestText("GET", "/", sluice_.port())));
   auto next = conn.readResponse(deadlineIn(seconds(5)));
@@ -407,7 +396,7 @@ class CloseDelimitedOrigin {
 
 std::string patternBody(size_t n) {
   std::string out(n, '\0');
-  for (size_t i = 0; i < n; ++i) out[i] = kPattern[i % kPattern.size()];
+  for (size_t i = 0; i < n; ++i) out[i] = kDemoBodyPattern[i % kDemoBodyPattern.size()];
   return out;
 }
 
@@ -438,7 +427,7 @@ TEST_F(CloseDelimitedTest, BodyIsRechunkedAndClientConnectionKeptAlive) {
     ASSERT_TRUE(r->complete) << r->error;
     EXPECT_TRUE(r->chunked);
     ASSERT_EQ(r->body.size(), kBodySize);
-    EXPECT_TRUE(isPattern(r->body));
+    EXPECT_TRUE(isDemoBodyPattern(r->body));
     EXPECT_NE(lowerCase(r->header("Connection")), "close");
   }
   EXPECT_EQ(origin_.served(), 2);
@@ -454,7 +443,7 @@ TEST_F(CloseDelimitedTest, Http10ClientGetsTheBodyUntilClose) {
   ASSERT_TRUE(r->complete) << r->error;
   EXPECT_FALSE(r->chunked);
   ASSERT_EQ(r->body.size(), kBodySize);
-  EXPECT_TRUE(isPattern(r->body));
+  EXPECT_TRUE(isDemoBodyPattern(r->body));
   EXPECT_TRUE(conn.isClosedByPeer(deadlineIn(seconds(5))));
 }
 

@@ -18,17 +18,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
 
-// Byte i of a generated body (see demo_upstream.cc).
-constexpr std::string_view kPattern =
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-\n";
-
-bool isPattern(const std::string& body) {
-  for (size_t i = 0; i < body.size(); ++i) {
-    if (body[i] != kPattern[i % kPattern.size()]) return false;
-  }
-  return true;
-}
-
 class DemoUpstreamTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(upstream_.start()); }
@@ -64,7 +53,7 @@ TEST_F(DemoUpstreamTest, SizeParameterGivesThatManyPatternBytes) {
   ASSERT_TRUE(r->complete) << r->error;
   EXPECT_EQ(r->header("Content-Length"), "1000000");
   EXPECT_EQ(r->body.size(), 1000000u);
-  EXPECT_TRUE(isPattern(r->body));
+  EXPECT_TRUE(isDemoBodyPattern(r->body));
 }
 
 TEST_F(DemoUpstreamTest, ChunkedParameterUsesChunkedEncoding) {
@@ -75,7 +64,7 @@ TEST_F(DemoUpstreamTest, ChunkedParameterUsesChunkedEncoding) {
   EXPECT_EQ(r->header("Transfer-Encoding"), "chunked");
   EXPECT_FALSE(r->hasHeader("Content-Length"));
   EXPECT_EQ(r->body.size(), 700000u);
-  EXPECT_TRUE(isPattern(r->body));
+  EXPECT_TRUE(isDemoBodyPattern(r->body));
 }
 
 TEST_F(DemoUpstreamTest, StatusParameterSetsStatus) {

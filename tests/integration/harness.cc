@@ -900,4 +900,25 @@ bool Sluice::writeConfig(std::string_view yaml) {
   return ::testing::AssertionSuccess();
 }
 
+std::string twoWorkerConfig(int upstream_port, std::string_view rest) {
+  std::string yaml =
+      "server:\n"
+      "  listen: 127.0.0.1:0\n"
+      "  admin_listen: 127.0.0.1:0\n"
+      "  workers: 2\n"
+      "upstreams:\n"
+      "  demo:\n"
+      "    targets: [127.0.0.1:" +
+      std::to_string(upstream_port) + "]\n";
+  yaml += rest;
+  return yaml;
+}
+
+bool isDemoBodyPattern(std::string_view body) {
+  for (size_t i = 0; i < body.size(); ++i) {
+    if (body[i] != kDemoBodyPattern[i % kDemoBodyPattern.size()]) return false;
+  }
+  return true;
+}
+
 }  // namespace sluice::testing

@@ -284,6 +284,17 @@ struct ConfigOptions {
 // -> 127.0.0.1:upstream_port and one route `/` -> demo.
 std::string minimalConfig(int upstream_port, const ConfigOptions& options = {});
 
+// A config with two workers, listeners on port 0 and upstream `demo` on
+// `upstream_port`, followed by `rest` (limits:, routes:, clients:, ...).
+std::string twoWorkerConfig(int upstream_port, std::string_view rest);
+
+// Byte i of a body the demo upstream generates is kDemoBodyPattern[i % 64].
+inline constexpr std::string_view kDemoBodyPattern =
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-\n";
+
+// True when `body` is a prefix of the demo upstream's generated bodies.
+bool isDemoBodyPattern(std::string_view body);
+
 // $SLUICE_BIN run with a config written to a temporary file.
 class Sluice {
  public:

@@ -46,17 +46,7 @@ class OperationsTest : public ::testing::Test {
   // The whole config: two workers, upstream `demo`, then `rest` (limits:,
   // routes:, clients:, limiter:).
   std::string config(std::string_view rest) const {
-    std::string yaml =
-        "server:\n"
-        "  listen: 127.0.0.1:0\n"
-        "  admin_listen: 127.0.0.1:0\n"
-        "  workers: 2\n"
-        "upstreams:\n"
-        "  demo:\n"
-        "    targets: [127.0.0.1:" +
-        std::to_string(upstream_.port()) + "]\n";
-    yaml += rest;
-    return yaml;
+    return twoWorkerConfig(upstream_.port(), rest);
   }
 
   // A route `/` to demo with per_ip (rate 1/m, `burst`); answers carry the

@@ -51,17 +51,7 @@ class RateLimitTest : public ::testing::Test {
   // Starts sluice (two workers, upstream `demo`) with `rest`: the limits:,
   // routes:, clients: and limiter: blocks of the file.
   ::testing::AssertionResult startProxy(std::string_view rest) {
-    std::string yaml =
-        "server:\n"
-        "  listen: 127.0.0.1:0\n"
-        "  admin_listen: 127.0.0.1:0\n"
-        "  workers: 2\n"
-        "upstreams:\n"
-        "  demo:\n"
-        "    targets: [127.0.0.1:" +
-        std::to_string(upstream_.port()) + "]\n";
-    yaml += rest;
-    return sluice_.start(yaml);
+    return sluice_.start(twoWorkerConfig(upstream_.port(), rest));
   }
 
   std::optional<Response> get(std::string_view path, std::string_view source_ip = {},
