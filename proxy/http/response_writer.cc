@@ -1,6 +1,7 @@
 #include "proxy/http/response_writer.h"
 
 #include <charconv>
+#include <cstring>
 
 namespace sluice::http {
 
@@ -44,7 +45,8 @@ void appendProblemResponse(std::string& out, const LocalResponse& r) {
   std::size_t n = 0;
   auto put = [&](std::string_view s) {
     if (n + s.size() < sizeof body) {
-      for (char c : s) body[n++] = c;
+      std::memcpy(body + n, s.data(), s.size());
+      n += s.size();
     }
   };
   if (r.status == 429) {
@@ -81,6 +83,11 @@ void appendProblemResponse(std::string& out, const LocalResponse& r) {
   out.append("\r\n");
   if (r.close) out.append("Connection: close\r\n");
   out.append(r.extra_headers);
+  if (!r.request_id.empty()) {
+    out.append("X-Request-Id: ");
+    out.append(r.request_id);
+    out.append("\r\n");
+  }
   out.append("\r\n");
   if (!r.head_only) out.append(body, n);
 }

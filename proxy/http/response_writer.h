@@ -15,6 +15,7 @@ struct LocalResponse {
   bool close = false;                   // adds Connection: close
   bool head_only = false;               // HEAD request: headers, no body
   std::string_view extra_headers;       // complete "Name: value\r\n" lines
+  std::string_view request_id;          // X-Request-Id value (omitted when empty)
   std::span<const std::string_view> violated_policies;  // 429 only
 };
 

@@ -557,11 +557,6 @@ void ClientConn::answerLocal(int status, bool close, std::string_view extra_head
       violated_.append(v);
     }
   }
-  local_extra_.assign(extra_headers);
-  local_extra_.append("X-Request-Id: ");
-  local_extra_.append(request_id_);
-  local_extra_.append(kCrlf);
-  extra_headers = local_extra_;
   if (close || draining_ || w_.shared().draining.load()) close_after_ = true;
   local_.clear();
   http::LocalResponse r;
@@ -569,6 +564,7 @@ void ClientConn::answerLocal(int status, bool close, std::string_view extra_head
   r.close = close_after_;
   r.head_only = head_request_;
   r.extra_headers = extra_headers;
+  r.request_id = request_id_;
   r.violated_policies = violated;
   http::appendProblemResponse(local_, r);
   if (req_ == Req::kHead) {

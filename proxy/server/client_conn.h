@@ -151,7 +151,6 @@ class ClientConn final : public AdmissionWaiter {
   std::string log_path_;            //   bytes are reused for the body)
   std::string log_client_;          // client IP for the access log
   std::string violated_;
-  std::string local_extra_;
   AdmissionResult verdict_;            // denying limits of a 429, for the log
   std::uint64_t bytes_in_ = 0;
   std::uint64_t bytes_out_ = 0;

@@ -154,6 +154,30 @@ TEST_F(DataPathTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(conn.buffered(), 0u);
 }
 
+TEST_F(DataPathTest, PipelinedBurstLargerThanTheBufferIsForwardedInOrder) {
+  // The first request is slow, so the rest pile up: the buffer fills, reading
+  // stops, and it must resume for the bytes still in the socket although
+  // nothing new arrives.
+  HttpConn conn(sluice_.port());
+  ASSERT_TRUE(conn.connected()) << conn.error();
+  const Headers padding = {{"X-Padding", std::string(300, 'p')}};
+  std::string burst = requestText("GET", "/?delay=200&size=1", sluice_.port(), padding);
+  constexpr int kRequests = 300;
+  for (int i = 2; i <= kRequests; ++i) {
+    burst += requestText("GET", "/?size=" + std::to_string(i), sluice_.port(), padding);
+  }
+  ASSERT_GT(burst.size(), 3u * (16 * 1024 + 16 * 1024));
+  ASSERT_TRUE(conn.send(burst));
+  for (int size = 1; size <= kRequests; ++size) {
+    auto r = conn.readResponse(deadlineIn(seconds(10)));
+    ASSERT_TRUE(r) << "response for size " << size << ": " << conn.error();
+    EXPECT_EQ(r->status, 200);
+    ASSERT_TRUE(r->complete) << r->error;
+    ASSERT_EQ(r->body.size(), static_cast<size_t>(size)) << "answered out of order";
+  }
+  EXPECT_EQ(conn.buffered(), 0u);
+}
+
 TEST_F(DataPathTest, HeadResponseHasNoBody) {
   HttpConn conn(sluice_.port());
   ASSERT_TRUE(conn.connected()) << conn.error();

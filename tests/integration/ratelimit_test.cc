@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -394,6 +395,40 @@ TEST_F(RateLimitTest, DeniedRequestNeverReachesTheUpstream) {
   auto stats = upstream_.stats();
   ASSERT_TRUE(stats);
   EXPECT_EQ(stats->requests, 2);
+}
+
+TEST_F(RateLimitTest, PipelinedBurstLargerThanTheBufferGetsEveryAnswer) {
+  // 500 pipelined requests in one write, about 3x the connection buffer, all
+  // answered locally: the proxy must come back for the bytes still in the
+  // socket after each full buffer, with nothing new arriving to wake it.
+  ASSERT_TRUE(startProxy(kPerIpBurst2));
+  ASSERT_TRUE(upstream_.reset());
+  const Headers padding = {{"X-Padding", std::string(200, 'p')}};
+  std::string burst;
+  constexpr int kRequests = 500;
+  for (int i = 0; i < kRequests; ++i) burst += requestText("GET", "/", sluice_.port(), padding);
+  ASSERT_GT(burst.size(), 3u * (16 * 1024 + 16 * 1024));
+  HttpConn conn(sluice_.port());
+  ASSERT_TRUE(conn.connected()) << conn.error();
+  ASSERT_TRUE(conn.send(burst));
+  std::vector<int> got;
+  for (int i = 0; i < kRequests; ++i) {
+    auto r = conn.readResponse(deadlineIn(seconds(10)));
+    ASSERT_TRUE(r) << "answer " << i << " of " << kRequests << ": " << conn.error();
+    ASSERT_TRUE(r->complete) << r->error;
+    got.push_back(r->status);
+  }
+  EXPECT_EQ(std::count(got.begin(), got.end(), 200), 2);
+  EXPECT_EQ(std::count(got.begin(), got.end(), 429), kRequests - 2);
+  EXPECT_EQ(conn.buffered(), 0u);
+  auto stats = upstream_.stats();
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->requests, 2);
+  // The connection is still good for another request.
+  ASSERT_TRUE(conn.send(requestText("GET", "/", sluice_.port())));
+  auto last = conn.readResponse(deadlineIn(seconds(5)));
+  ASSERT_TRUE(last) << conn.error();
+  EXPECT_EQ(last->status, 429);
 }
 
 }  // namespace
