@@ -1,7 +1,6 @@
 #include "proxy/http/response_writer.h"
 
 #include <charconv>
-#include <cstring>
 
 namespace sluice::http {
 
@@ -40,15 +39,12 @@ void appendNumber(std::string& out, unsigned long long n) {
 }
 
 void appendProblemResponse(std::string& out, const LocalResponse& r) {
-  // Body first into a small stack buffer so Content-Length is known.
-  char body[1024];
-  std::size_t n = 0;
-  auto put = [&](std::string_view s) {
-    if (n + s.size() < sizeof body) {
-      std::memcpy(body + n, s.data(), s.size());
-      n += s.size();
-    }
-  };
+  // Body first so Content-Length is known; the buffer is kept per thread, so
+  // after the first answer nothing is allocated, and no list of violated
+  // policies is too long for it.
+  static thread_local std::string body;
+  body.clear();
+  auto put = [&](std::string_view s) { body.append(s); };
   if (r.status == 429) {
     put(R"({"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","title":")");
   } else {
@@ -56,10 +52,7 @@ void appendProblemResponse(std::string& out, const LocalResponse& r) {
   }
   put(reasonPhrase(r.status));
   put(R"(","status":)");
-  char num[8];
-  auto [end, ec] = std::to_chars(num, num + sizeof num, r.status);
-  (void)ec;
-  put(std::string_view(num, static_cast<std::size_t>(end - num)));
+  appendNumber(body, static_cast<unsigned long long>(r.status));
   if (r.status == 429) {
     put(R"(,"violated-policies":[)");
     bool first = true;
@@ -79,7 +72,7 @@ void appendProblemResponse(std::string& out, const LocalResponse& r) {
   out.push_back(' ');
   out.append(reasonPhrase(r.status));
   out.append("\r\nContent-Type: application/problem+json\r\nContent-Length: ");
-  appendNumber(out, n);
+  appendNumber(out, body.size());
   out.append("\r\n");
   if (r.close) out.append("Connection: close\r\n");
   out.append(r.extra_headers);
@@ -89,7 +82,7 @@ void appendProblemResponse(std::string& out, const LocalResponse& r) {
     out.append("\r\n");
   }
   out.append("\r\n");
-  if (!r.head_only) out.append(body, n);
+  if (!r.head_only) out.append(body);
 }
 
 }  // namespace sluice::http
