@@ -66,6 +66,8 @@ void MessageParser::beginMessage(std::uint32_t start) {
   message_done_ = false;
   skip_body_ = false;
   header_state_ = 0;
+  trailer_count_ = 0;
+  value_at_feed_end_ = false;
   body_bytes_ = 0;
   error_ = ParseError::kNone;
 }
@@ -94,52 +96,88 @@ int MessageParser::onUrl(llhttp_t* p, const char* at, std::size_t len) {
   return 0;
 }
 
+HeaderField* MessageParser::currentField() {
+  if (!in_head_) return trailer_count_ > 0 ? &trailer_ : nullptr;
+  return head_.header_count > 0 ? &head_.headers[static_cast<std::size_t>(head_.header_count - 1)]
+                                : nullptr;
+}
+
 int MessageParser::onHeaderField(llhttp_t* p, const char* at, std::size_t len) {
   MessageParser* s = self(p);
   if (s->header_state_ != 1) {
-    if (s->head_.header_count >= kMaxHeaders) {
+    // Trailers have a limit of their own: a message may carry kMaxHeaders
+    // head fields and kMaxHeaders trailer fields.
+    int& count = s->in_head_ ? s->head_.header_count : s->trailer_count_;
+    if (count >= kMaxHeaders) {
       s->error_ = ParseError::kTooManyHeaders;
       return HPE_USER;
     }
-    s->head_.headers[static_cast<std::size_t>(s->head_.header_count++)] = HeaderField{};
+    if (s->in_head_) {
+      s->head_.headers[static_cast<std::size_t>(count)] = HeaderField{};
+    } else {
+      s->trailer_ = HeaderField{};
+      s->trailer_name_len_ = 0;
+    }
+    ++count;
     s->header_state_ = 1;
   }
-  s->extend(s->head_.headers[static_cast<std::size_t>(s->head_.header_count - 1)].name, at, len);
+  if (!s->in_head_) {
+    const std::size_t cap = s->trailer_name_.size();
+    if (s->trailer_name_len_ < cap) {
+      std::memcpy(s->trailer_name_.data() + s->trailer_name_len_, at,
+                  std::min(cap - s->trailer_name_len_, len));
+    }
+    s->trailer_name_len_ += len;
+  }
+  s->extend(s->currentField()->name, at, len);
   return 0;
 }
 
 int MessageParser::onHeaderValue(llhttp_t* p, const char* at, std::size_t len) {
   MessageParser* s = self(p);
-  if (s->header_state_ == 3 || s->head_.header_count == 0 ||
+  HeaderField* field = s->currentField();
+  if (s->header_state_ == 3 || field == nullptr ||
       std::memchr(at, '\n', len) != nullptr || std::memchr(at, '\r', len) != nullptr) {
     // A value after a completed value with no field between: obs-fold
     // (RFC 9112 §5.2), which a proxy must reject or replace; we reject.
     s->error_ = ParseError::kBadRequest;
     return HPE_USER;
   }
-  Span& value = s->head_.headers[static_cast<std::size_t>(s->head_.header_count - 1)].value;
-  if (s->header_state_ == 2 && value.len > 0 && at != s->base_ + value.off + value.len) {
-    // A second piece that does not continue the first: llhttp delivers an
-    // obs-fold continuation line this way.
+  if (s->header_state_ == 2 && field->value.len > 0 &&
+      !(at == s->feed_begin_ && s->value_at_feed_end_)) {
+    // A second piece is only the same value split between two reads: the
+    // first ended the previous feed and this one starts the new one. llhttp
+    // delivers an obs-fold continuation line as a second piece too.
     s->error_ = ParseError::kBadRequest;
     return HPE_USER;
   }
   s->header_state_ = 2;
-  s->extend(value, at, len);
+  s->extend(field->value, at, len);
+  s->value_at_feed_end_ = at + len == s->feed_end_;
   return 0;
 }
 
 int MessageParser::onHeaderValueComplete(llhttp_t* p) {
   MessageParser* s = self(p);
-  if (s->head_.header_count == 0 ||
-      s->head_.headers[static_cast<std::size_t>(s->head_.header_count - 1)].name.len == 0) {
+  HeaderField* field = s->currentField();
+  if (field == nullptr || field->name.len == 0) {
     // llhttp 8.1 takes ": x" as a field with an empty name, even in strict
     // mode; a field name is a token (RFC 9110 §5.1), and we would forward it.
     s->error_ = ParseError::kBadRequest;
     return HPE_USER;
   }
+  if (!s->in_head_ && s->trailer_name_len_ <= s->trailer_name_.size()) {
+    // RFC 9110 §6.5.1: framing never comes from trailers. A next hop that
+    // took it from there would frame the following bytes differently.
+    const std::string_view name(s->trailer_name_.data(), s->trailer_name_len_);
+    if (equalsIgnoreCase(name, "content-length") || equalsIgnoreCase(name, "transfer-encoding")) {
+      s->error_ = ParseError::kBadRequest;
+      return HPE_USER;
+    }
+  }
   if (s->header_state_ == 1) s->header_state_ = 2;  // empty value
   s->header_state_ = 3;
+  s->value_at_feed_end_ = false;
   return 0;
 }
 
@@ -237,6 +275,8 @@ void MessageParser::finishHead() {
 ParseResult MessageParser::feed(const char* base, std::uint32_t offset, std::uint32_t len) {
   base_ = base;
   const char* data = base + offset;
+  feed_begin_ = data;
+  feed_end_ = data + len;
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   ParseResult r;
   if (err == HPE_OK) {

@@ -115,6 +115,10 @@ class MessageParser {
   static int onMessageComplete(llhttp_t* p);
 
   void extend(Span& span, const char* at, std::size_t len);
+  // The field the header callbacks are filling: a head field, or the one
+  // trailer field being parsed (trailers are checked, counted and forwarded
+  // raw, never kept).
+  HeaderField* currentField();
   void finishHead();
   void noteConsumed(const char* data, std::size_t len);
   bool hasObsFold() const;
@@ -130,6 +134,19 @@ class MessageParser {
   bool skip_body_ = false;
   // Header callback state: 0 none yet, 1 in field, 2 in value, 3 value done.
   int header_state_ = 0;
+  int trailer_count_ = 0;
+  HeaderField trailer_{};
+  // The current trailer field's name, for the framing check (a span would not
+  // survive the buffer moving between reads); longer names are not framing.
+  std::array<char, 20> trailer_name_{};
+  std::size_t trailer_name_len_ = 0;
+  // The bytes of the current feed(), and whether the last value piece ended
+  // exactly at the end of the previous one: only then may a value go on in
+  // the next feed (anything else is obs-fold). Pointers, not offsets: the
+  // buffer moves between feeds once the head is done (trailers).
+  const char* feed_begin_ = nullptr;
+  const char* feed_end_ = nullptr;
+  bool value_at_feed_end_ = false;
   bool head_done_ = false;
   bool message_done_ = false;
   std::array<char, 2> tail_{};  // the last two bytes consumed, across feeds

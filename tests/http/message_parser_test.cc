@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+#include <utility>
 
 namespace sluice::http {
 namespace {
@@ -134,6 +136,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"bare_lf_ending_trailers",
                 "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                 "0\r\nX-T: 1\r\n\n"},
+        BadCase{"content_length_in_trailers",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "0\r\nContent-Length: 5\r\n\r\n"},
+        BadCase{"transfer_encoding_in_trailers",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "0\r\ntransfer-encoding: chunked\r\n\r\n"},
         BadCase{"obs_fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"},
         BadCase{"space_before_colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n"},
         BadCase{"space_in_name", "GET / HTTP/1.1\r\nHo st: x\r\n\r\n"},
@@ -205,6 +213,118 @@ TEST(MessageParser, MoreThanHundredHeadersIsTooMany) {
   p.beginMessage(0);
   EXPECT_EQ(feedAll(p, raw).event, ParseEvent::kError);
   EXPECT_EQ(p.error(), ParseError::kTooManyHeaders);
+}
+
+// Feeds the body part of `raw` (from `from`) the way the proxy does once the
+// head is forwarded: each piece copied to the front of a fresh buffer, so
+// nothing of an earlier read stays where it was. Returns the last event.
+ParseEvent feedBodyMoving(MessageParser& p, const std::string& raw, std::size_t from,
+                          std::size_t piece) {
+  ParseEvent last = ParseEvent::kNeedMore;
+  for (std::size_t pos = from; pos < raw.size();) {
+    std::string buf = raw.substr(pos, piece) + std::string(8, '#');  // moved, not contiguous
+    auto len = static_cast<std::uint32_t>(std::min(piece, raw.size() - pos));
+    auto r = p.feed(buf.data(), 0, len);
+    last = r.event;
+    if (last != ParseEvent::kNeedMore) break;
+    pos += r.consumed;
+  }
+  return last;
+}
+
+std::string chunkedWithTrailers(int head_fields, int trailer_fields, std::string_view value) {
+  std::string raw = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n";
+  for (int i = 0; i < head_fields; ++i) raw += "X-H" + std::to_string(i) + ": v\r\n";
+  raw += "\r\n3\r\nabc\r\n0\r\n";
+  for (int i = 0; i < trailer_fields; ++i) {
+    raw += "X-T" + std::to_string(i) + ": " + std::string(value) + "\r\n";
+  }
+  raw += "\r\n";
+  return raw;
+}
+
+TEST(MessageParser, TrailersHaveAFieldLimitOfTheirOwn) {
+  // 98 head fields (with Host and Transfer-Encoding) and 100 trailer fields:
+  // each section is within the limit.
+  std::string raw = chunkedWithTrailers(96, 100, "t");
+  MessageParser p(HTTP_REQUEST);
+  p.beginMessage(0);
+  auto head = feedAll(p, raw);
+  ASSERT_EQ(head.event, ParseEvent::kHeadComplete);
+  EXPECT_EQ(p.head().header_count, 98);
+  EXPECT_EQ(feedBodyMoving(p, raw, head.consumed, raw.size()), ParseEvent::kMessageComplete);
+  EXPECT_EQ(p.bodyBytes(), 3u);
+}
+
+TEST(MessageParser, MoreThanHundredTrailerFieldsIsTooMany) {
+  std::string raw = chunkedWithTrailers(0, 101, "t");
+  MessageParser p(HTTP_REQUEST);
+  p.beginMessage(0);
+  auto head = feedAll(p, raw);
+  ASSERT_EQ(head.event, ParseEvent::kHeadComplete);
+  EXPECT_EQ(feedBodyMoving(p, raw, head.consumed, raw.size()), ParseEvent::kError);
+  EXPECT_EQ(p.error(), ParseError::kTooManyHeaders);
+}
+
+TEST(MessageParser, TrailerValueSplitBetweenReadsOfAMovedBuffer) {
+  // Every cut of a trailer value between two reads, the bytes of the second
+  // read landing at the front of the buffer: still one value, not obs-fold.
+  std::string raw = chunkedWithTrailers(0, 2, "abcdefghij");
+  for (std::size_t piece = 1; piece <= 16; ++piece) {
+    MessageParser p(HTTP_REQUEST);
+    p.beginMessage(0);
+    auto head = feedAll(p, raw);
+    ASSERT_EQ(head.event, ParseEvent::kHeadComplete);
+    EXPECT_EQ(feedBodyMoving(p, raw, head.consumed, piece), ParseEvent::kMessageComplete)
+        << "reads of " << piece << " bytes";
+  }
+}
+
+TEST(MessageParser, ObsFoldInTrailersIsRejectedHoweverItIsSplit) {
+  std::string raw =
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n0\r\nX-T: a\r\n b\r\n\r\n";
+  for (std::size_t piece = 1; piece <= raw.size(); ++piece) {
+    MessageParser p(HTTP_REQUEST);
+    p.beginMessage(0);
+    auto head = feedAll(p, raw);
+    ASSERT_EQ(head.event, ParseEvent::kHeadComplete);
+    EXPECT_EQ(feedBodyMoving(p, raw, head.consumed, piece), ParseEvent::kError)
+        << "reads of " << piece << " bytes";
+  }
+}
+
+TEST(MessageParser, ObsFoldInTheHeadIsRejectedAtEveryCut) {
+  std::string raw = "GET / HTTP/1.1\r\nHost: x\r\nX-A: abc\r\n def\r\n\r\n";
+  for (std::uint32_t cut = 1; cut < raw.size(); ++cut) {
+    MessageParser p(HTTP_REQUEST);
+    p.beginMessage(0);
+    auto first = p.feed(raw.data(), 0, cut);
+    ParseEvent ev = first.event;
+    if (ev == ParseEvent::kNeedMore) {
+      auto pos = static_cast<std::uint32_t>(first.consumed);
+      ev = p.feed(raw.data(), pos, static_cast<std::uint32_t>(raw.size()) - pos).event;
+    }
+    EXPECT_EQ(ev, ParseEvent::kError) << "cut at " << cut;
+  }
+}
+
+TEST(MessageParser, FramingInTrailersIsRejectedHoweverItIsSplit) {
+  // Requests and responses alike; the name may arrive a byte per read.
+  const std::string trailers = "0\r\nX-Ok: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string request =
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + trailers;
+  const std::string response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + trailers;
+  for (const auto& [type, raw] : {std::pair{HTTP_REQUEST, request}, std::pair{HTTP_RESPONSE, response}}) {
+    for (std::size_t piece = 1; piece <= trailers.size(); ++piece) {
+      MessageParser p(type);
+      p.beginMessage(0);
+      auto head = feedAll(p, raw);
+      ASSERT_EQ(head.event, ParseEvent::kHeadComplete);
+      EXPECT_EQ(feedBodyMoving(p, raw, head.consumed, piece), ParseEvent::kError)
+          << (type == HTTP_REQUEST ? "request" : "response") << ", reads of " << piece << " bytes";
+    }
+  }
 }
 
 TEST(MessageParser, ResponseToHeadSkipsBodyDespiteContentLength) {
