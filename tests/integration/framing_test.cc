@@ -115,6 +115,9 @@ INSTANTIATE_TEST_SUITE_P(
         SmugglingCase{"InvalidHeaderNameByte", kGet + "X(A): b\r\n\r\n"},
         SmugglingCase{"ControlByteInHeaderName", kGet + "X\x01"
                                                         "A: b\r\n\r\n"},
+        SmugglingCase{"ContentLengthInTrailers",
+                      kPost + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+                              "Content-Length: 5\r\n\r\n"},
         SmugglingCase{"MissingHostOnHttp11", "GET / HTTP/1.1\r\nX-A: b\r\n\r\n"},
         SmugglingCase{"DuplicateHost", kGet + "Host: other.example\r\n\r\n"}),
     [](const ::testing::TestParamInfo<SmugglingCase>& param) { return param.param.name; });
