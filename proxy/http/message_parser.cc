@@ -67,7 +67,7 @@ void MessageParser::beginMessage(std::uint32_t start) {
   skip_body_ = false;
   header_state_ = 0;
   trailer_count_ = 0;
-  value_at_feed_end_ = false;
+  value_end_feed_ = 0;
   body_bytes_ = 0;
   error_ = ParseError::kNone;
 }
@@ -144,16 +144,16 @@ int MessageParser::onHeaderValue(llhttp_t* p, const char* at, std::size_t len) {
     return HPE_USER;
   }
   if (s->header_state_ == 2 && field->value.len > 0 &&
-      !(at == s->feed_begin_ && s->value_at_feed_end_)) {
+      !(at == s->feed_begin_ && s->value_end_feed_ != 0 && s->value_end_feed_ + 1 == s->feeds_)) {
     // A second piece is only the same value split between two reads: the
-    // first ended the previous feed and this one starts the new one. llhttp
+    // first ended the previous feed and this one starts the next. llhttp
     // delivers an obs-fold continuation line as a second piece too.
     s->error_ = ParseError::kBadRequest;
     return HPE_USER;
   }
   s->header_state_ = 2;
   s->extend(field->value, at, len);
-  s->value_at_feed_end_ = at + len == s->feed_end_;
+  s->value_end_feed_ = at + len == s->feed_end_ ? s->feeds_ : 0;
   return 0;
 }
 
@@ -177,7 +177,7 @@ int MessageParser::onHeaderValueComplete(llhttp_t* p) {
   }
   if (s->header_state_ == 1) s->header_state_ = 2;  // empty value
   s->header_state_ = 3;
-  s->value_at_feed_end_ = false;
+  s->value_end_feed_ = 0;
   return 0;
 }
 
@@ -277,6 +277,7 @@ ParseResult MessageParser::feed(const char* base, std::uint32_t offset, std::uin
   const char* data = base + offset;
   feed_begin_ = data;
   feed_end_ = data + len;
+  if (len > 0) ++feeds_;
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   ParseResult r;
   if (err == HPE_OK) {

@@ -140,13 +140,15 @@ class MessageParser {
   // survive the buffer moving between reads); longer names are not framing.
   std::array<char, 20> trailer_name_{};
   std::size_t trailer_name_len_ = 0;
-  // The bytes of the current feed(), and whether the last value piece ended
-  // exactly at the end of the previous one: only then may a value go on in
-  // the next feed (anything else is obs-fold). Pointers, not offsets: the
-  // buffer moves between feeds once the head is done (trailers).
+  // Where the current feed() starts and ends, its number (non-empty feeds),
+  // and the number of the feed whose very end the last value piece reached:
+  // a value may only go on at the start of the feed right after that one
+  // (anything else is obs-fold). Pointers, not offsets: the buffer moves
+  // between feeds once the head is done (trailers).
   const char* feed_begin_ = nullptr;
   const char* feed_end_ = nullptr;
-  bool value_at_feed_end_ = false;
+  std::uint64_t feeds_ = 0;
+  std::uint64_t value_end_feed_ = 0;  // 0: the last piece did not reach a feed's end
   bool head_done_ = false;
   bool message_done_ = false;
   std::array<char, 2> tail_{};  // the last two bytes consumed, across feeds

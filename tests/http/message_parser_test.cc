@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace sluice::http {
 namespace {
@@ -306,6 +307,33 @@ TEST(MessageParser, ObsFoldInTheHeadIsRejectedAtEveryCut) {
       ev = p.feed(raw.data(), pos, static_cast<std::uint32_t>(raw.size()) - pos).event;
     }
     EXPECT_EQ(ev, ParseEvent::kError) << "cut at " << cut;
+  }
+}
+
+TEST(MessageParser, ObsFoldIsRejectedWhenTheLineBreakArrivesAlone) {
+  // "X-A: a" | CRLF | " b": the fold starts its own read, right after a read
+  // that carried nothing but the line break. Every whitespace and split.
+  for (std::string fold : {" b", "\tb", "  b", " ", "\t "}) {
+    for (std::string cut : {"\r\n", "\r", ""}) {
+      const std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-A: a";
+      const std::string rest = std::string("\r\n").substr(cut.size());
+      const std::vector<std::string> reads = {head, cut, rest + fold, "\r\n\r\n"};
+      MessageParser p(HTTP_REQUEST);
+      p.beginMessage(0);
+      std::string buf;
+      std::uint32_t pos = 0;
+      ParseEvent ev = ParseEvent::kNeedMore;
+      for (const auto& r : reads) {
+        buf += r;
+        auto res = p.feed(buf.data(), pos, static_cast<std::uint32_t>(buf.size()) - pos);
+        ev = res.event;
+        if (ev != ParseEvent::kNeedMore) break;
+        pos += static_cast<std::uint32_t>(res.consumed);
+      }
+      EXPECT_EQ(ev, ParseEvent::kError) << "fold '" << fold << "' after reads split at '"
+                                        << (cut == "\r\n" ? "CRLF" : cut == "\r" ? "CR" : "")
+                                        << "'";
+    }
   }
 }
 
