@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace sluice::http {
@@ -149,37 +148,56 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"ctl_in_name", "GET / HTTP/1.1\r\nHo\x01st: x\r\n\r\n"}),
     [](const ::testing::TestParamInfo<BadCase>& tp) { return std::string(tp.param.name); });
 
+// Feeds the body part of `raw` (from `from`) the way the proxy does once the
+// head is forwarded: each piece copied to the front of a fresh buffer, so
+// nothing of an earlier read stays where it was. Returns the last event.
+ParseEvent feedBodyMoving(MessageParser& p, const std::string& raw, std::size_t from,
+                          std::size_t piece) {
+  ParseEvent last = ParseEvent::kNeedMore;
+  for (std::size_t pos = from; pos < raw.size();) {
+    std::string buf = raw.substr(pos, piece) + std::string(8, '#');  // moved, not contiguous
+    auto len = static_cast<std::uint32_t>(std::min(piece, raw.size() - pos));
+    auto r = p.feed(buf.data(), 0, len);
+    last = r.event;
+    if (last != ParseEvent::kNeedMore) break;
+    pos += r.consumed;
+  }
+  return last;
+}
+
+struct Outcome {
+  ParseEvent event;
+  ParseError error;
+  std::uint64_t body_bytes;
+};
+
+// The head of `raw` in one read, the rest in reads of `piece` bytes through a
+// moving buffer (feedBodyMoving): the last event, the parser's error and the
+// body bytes it counted.
+Outcome messageOutcome(const std::string& raw, std::size_t piece,
+                       llhttp_type_t type = HTTP_REQUEST) {
+  MessageParser p(type);
+  p.beginMessage(0);
+  auto head = feedAll(p, raw);
+  if (head.event != ParseEvent::kHeadComplete) return {head.event, p.error(), 0};
+  ParseEvent last = feedBodyMoving(p, raw, head.consumed, piece);
+  return {last, p.error(), p.bodyBytes()};
+}
+
 TEST(MessageParser, ChunkedBodyEndingInBareLfIsRejectedAcrossReads) {
   // The last empty line arrives one byte per read: the check must not rely
   // on earlier bytes still being in the buffer.
   std::string raw =
       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\n";
-  MessageParser p(HTTP_REQUEST);
-  p.beginMessage(0);
-  auto head = feedAll(p, raw);
-  ASSERT_EQ(head.event, ParseEvent::kHeadComplete);
-  ParseEvent last = ParseEvent::kNeedMore;
-  for (auto pos = static_cast<std::uint32_t>(head.consumed); pos < raw.size(); ++pos) {
-    last = p.feed(raw.data(), pos, 1).event;
-    if (last != ParseEvent::kNeedMore) break;
-  }
-  EXPECT_EQ(last, ParseEvent::kError);
+  EXPECT_EQ(messageOutcome(raw, 1).event, ParseEvent::kError);
 }
 
 TEST(MessageParser, ChunkedBodyEndingInCrlfCompletesAcrossReads) {
   std::string raw =
       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-  MessageParser p(HTTP_REQUEST);
-  p.beginMessage(0);
-  auto head = feedAll(p, raw);
-  ASSERT_EQ(head.event, ParseEvent::kHeadComplete);
-  ParseEvent last = ParseEvent::kNeedMore;
-  for (auto pos = static_cast<std::uint32_t>(head.consumed); pos < raw.size(); ++pos) {
-    last = p.feed(raw.data(), pos, 1).event;
-    if (last != ParseEvent::kNeedMore) break;
-  }
-  EXPECT_EQ(last, ParseEvent::kMessageComplete);
-  EXPECT_EQ(p.bodyBytes(), 3u);
+  const Outcome o = messageOutcome(raw, 1);
+  EXPECT_EQ(o.event, ParseEvent::kMessageComplete);
+  EXPECT_EQ(o.body_bytes, 3u);
 }
 
 TEST(MessageParser, ResponseHeadEndingInBareLfIsRejected) {
@@ -216,23 +234,6 @@ TEST(MessageParser, MoreThanHundredHeadersIsTooMany) {
   EXPECT_EQ(p.error(), ParseError::kTooManyHeaders);
 }
 
-// Feeds the body part of `raw` (from `from`) the way the proxy does once the
-// head is forwarded: each piece copied to the front of a fresh buffer, so
-// nothing of an earlier read stays where it was. Returns the last event.
-ParseEvent feedBodyMoving(MessageParser& p, const std::string& raw, std::size_t from,
-                          std::size_t piece) {
-  ParseEvent last = ParseEvent::kNeedMore;
-  for (std::size_t pos = from; pos < raw.size();) {
-    std::string buf = raw.substr(pos, piece) + std::string(8, '#');  // moved, not contiguous
-    auto len = static_cast<std::uint32_t>(std::min(piece, raw.size() - pos));
-    auto r = p.feed(buf.data(), 0, len);
-    last = r.event;
-    if (last != ParseEvent::kNeedMore) break;
-    pos += r.consumed;
-  }
-  return last;
-}
-
 std::string chunkedWithTrailers(int head_fields, int trailer_fields, std::string_view value) {
   std::string raw = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n";
   for (int i = 0; i < head_fields; ++i) raw += "X-H" + std::to_string(i) + ": v\r\n";
@@ -257,22 +258,11 @@ TEST(MessageParser, TrailersHaveAFieldLimitOfTheirOwn) {
   EXPECT_EQ(p.bodyBytes(), 3u);
 }
 
-// The head of `raw` in one read, the rest in reads of `piece` bytes through a
-// moving buffer (feedBodyMoving): the last event, and the parser's error.
-std::pair<ParseEvent, ParseError> messageOutcome(const std::string& raw, std::size_t piece,
-                                                 llhttp_type_t type = HTTP_REQUEST) {
-  MessageParser p(type);
-  p.beginMessage(0);
-  auto head = feedAll(p, raw);
-  if (head.event != ParseEvent::kHeadComplete) return {head.event, p.error()};
-  ParseEvent last = feedBodyMoving(p, raw, head.consumed, piece);
-  return {last, p.error()};
-}
-
 TEST(MessageParser, MoreThanHundredTrailerFieldsIsTooMany) {
   std::string raw = chunkedWithTrailers(0, 101, "t");
-  EXPECT_EQ(messageOutcome(raw, raw.size()),
-            std::pair(ParseEvent::kError, ParseError::kTooManyHeaders));
+  const Outcome o = messageOutcome(raw, raw.size());
+  EXPECT_EQ(o.event, ParseEvent::kError);
+  EXPECT_EQ(o.error, ParseError::kTooManyHeaders);
 }
 
 TEST(MessageParser, TrailerValueSplitBetweenReadsOfAMovedBuffer) {
@@ -280,7 +270,7 @@ TEST(MessageParser, TrailerValueSplitBetweenReadsOfAMovedBuffer) {
   // read landing at the front of the buffer: still one value, not obs-fold.
   std::string raw = chunkedWithTrailers(0, 2, "abcdefghij");
   for (std::size_t piece = 1; piece <= 16; ++piece) {
-    EXPECT_EQ(messageOutcome(raw, piece).first, ParseEvent::kMessageComplete)
+    EXPECT_EQ(messageOutcome(raw, piece).event, ParseEvent::kMessageComplete)
         << "reads of " << piece << " bytes";
   }
 }
@@ -290,7 +280,7 @@ TEST(MessageParser, ObsFoldInTrailersIsRejectedHoweverItIsSplit) {
       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
       "3\r\nabc\r\n0\r\nX-T: a\r\n b\r\n\r\n";
   for (std::size_t piece = 1; piece <= raw.size(); ++piece) {
-    EXPECT_EQ(messageOutcome(raw, piece).first, ParseEvent::kError)
+    EXPECT_EQ(messageOutcome(raw, piece).event, ParseEvent::kError)
         << "reads of " << piece << " bytes";
   }
 }
@@ -346,9 +336,9 @@ TEST(MessageParser, FramingInTrailersIsRejectedHoweverItIsSplit) {
     const std::string response =
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + trailers;
     for (std::size_t piece = 1; piece <= trailers.size(); ++piece) {
-      EXPECT_EQ(messageOutcome(request, piece).first, ParseEvent::kError)
+      EXPECT_EQ(messageOutcome(request, piece).event, ParseEvent::kError)
           << field << ", request, reads of " << piece << " bytes";
-      EXPECT_EQ(messageOutcome(response, piece, HTTP_RESPONSE).first, ParseEvent::kError)
+      EXPECT_EQ(messageOutcome(response, piece, HTTP_RESPONSE).event, ParseEvent::kError)
           << field << ", response, reads of " << piece << " bytes";
     }
   }
