@@ -50,13 +50,12 @@ class LimiterAdmission final : public server::AdmissionContext {
  public:
   LimiterAdmission(const config::Config& cfg, const server::Runtime* previous,
                    std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats,
-                   int workers)
+                   int workers, limiter::Nanos now)
       : cfg_(cfg), store_(std::move(store)), store_stats_(store_stats), pending_(workers) {
     const LimiterAdmission* prev = nullptr;
     if (previous != nullptr && previous->admission) {
       prev = dynamic_cast<const LimiterAdmission*>(previous->admission.get());
     }
-    const limiter::Nanos now = event::SteadyClock::instance().now();
     fallbacks_ = std::make_unique<std::atomic<std::uint64_t>[]>(cfg.limits.size());
     for (std::size_t i = 0; i < cfg.limits.size(); ++i) {
       const auto& lc = cfg.limits[i];
@@ -503,8 +502,10 @@ class LimiterAdmission final : public server::AdmissionContext {
 
 std::shared_ptr<server::AdmissionContext> makeAdmission(
     const config::Config& cfg, const server::Runtime* previous,
-    std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats, int workers) {
-  return std::make_shared<LimiterAdmission>(cfg, previous, std::move(store), store_stats, workers);
+    std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats, int workers,
+    event::Nanos now) {
+  return std::make_shared<LimiterAdmission>(cfg, previous, std::move(store), store_stats, workers,
+                                            now);
 }
 
 server::RouteLimits compileRouteLimits(const config::Config& cfg,

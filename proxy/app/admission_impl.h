@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "proxy/config/config.h"
+#include "proxy/event/clock.h"
 #include "proxy/server/admission.h"
 #include "proxy/server/runtime.h"
 #include "proxy/store/redis_store.h"
@@ -16,7 +17,8 @@ namespace sluice::app {
 // Limits with `store: redis` are decided by `store` (null: no redis block).
 std::shared_ptr<server::AdmissionContext> makeAdmission(
     const config::Config& cfg, const server::Runtime* previous,
-    std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats, int workers);
+    std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats, int workers,
+    event::Nanos now);
 
 // The limits of one route, as indexes into cfg.limits.
 server::RouteLimits compileRouteLimits(const config::Config& cfg,

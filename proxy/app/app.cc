@@ -34,7 +34,8 @@ std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config
                                                     const server::Runtime* previous,
                                                     metrics::Registry* registry,
                                                     std::shared_ptr<store::RedisStore> store,
-                                                    int workers, std::string* error) {
+                                                    int workers, event::Nanos now,
+                                                    std::string* error) {
   auto rt = std::make_shared<server::Runtime>(cfg);
   for (const auto& up : cfg->upstreams) {
     std::shared_ptr<upstream::SharedPool> pool;
@@ -56,7 +57,7 @@ std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config
     rt->pools.push_back(std::move(pool));
     rt->pool_stats.push_back(registry->upstream(up.name));
   }
-  rt->admission = makeAdmission(*cfg, previous, std::move(store), registry->store(), workers);
+  rt->admission = makeAdmission(*cfg, previous, std::move(store), registry->store(), workers, now);
   if (!cfg->server.access_log.empty()) {
     const bool json = cfg->server.access_log_format == "json";
     if (previous != nullptr && previous->access_log &&
@@ -86,7 +87,7 @@ std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config
 App::App(std::string config_path, std::shared_ptr<const config::Config> cfg)
     : config_path_(std::move(config_path)),
       cfg_(std::move(cfg)),
-      shared_(event::SteadyClock::instance()) {}
+      shared_(clock_) {}
 
 App::~App() {
   for (::event* e : signal_events_) event_free(e);
@@ -109,7 +110,7 @@ int App::run() {
     std::lock_guard lock(stores_mu_);
     for (auto& s : stores_) s->closeWorker(worker);
   };
-  runtime_ = buildRuntime(cfg_, nullptr, metrics_.get(), storeFor(*cfg_), n, &error);
+  runtime_ = buildRuntime(cfg_, nullptr, metrics_.get(), storeFor(*cfg_), n, clock_.now(), &error);
   if (!runtime_) {
     event::log(LogLevel::kError, "cannot start", {{"error", error}});
     return 1;
@@ -117,7 +118,7 @@ int App::run() {
   base_ = event_base_new();
   shared_.max_connections.store(cfg_->server.max_connections);
 
-  metrics_->configLoaded(event::SteadyClock::wallSeconds());
+  metrics_->configLoaded(clock_.wallSeconds());
   config::Address listen = cfg_->server.listen;
   for (int i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<server::Worker>(i, shared_, runtime_));
@@ -213,14 +214,14 @@ void App::reload() {
   std::string error;
   auto store = storeFor(*result.config);
   connectStore(store);  // before the new runtime reaches the workers (same inbox, in order)
-  auto rt = buildRuntime(result.config, runtime_.get(), metrics_.get(), store, worker_count_,
+  auto rt = buildRuntime(result.config, runtime_.get(), metrics_.get(), store, worker_count_, clock_.now(),
                          &error);
   if (!rt || !rebindListeners(*result.config, &error)) {
     event::log(LogLevel::kError, "reload failed", {{"error", error}});
     metrics_->reloadFailed();
     return;
   }
-  metrics_->reloadSucceeded(event::SteadyClock::wallSeconds());
+  metrics_->reloadSucceeded(clock_.wallSeconds());
   runtime_ = rt;
   cfg_ = result.config;
   shared_.max_connections.store(cfg_->server.max_connections);
@@ -256,7 +257,7 @@ std::shared_ptr<store::RedisStore> App::storeFor(const config::Config& cfg) {
       return stores_.back();
     }
   }
-  stores_.push_back(std::make_shared<store::RedisStore>(r, worker_count_));
+  stores_.push_back(std::make_shared<store::RedisStore>(r, worker_count_, clock_));
   return stores_.back();
 }
 

@@ -23,7 +23,7 @@ namespace sluice::app {
 std::shared_ptr<const server::Runtime> buildRuntime(
     std::shared_ptr<const config::Config> cfg, const server::Runtime* previous,
     metrics::Registry* registry, std::shared_ptr<store::RedisStore> store, int workers,
-    std::string* error);
+    event::Nanos now, std::string* error);
 
 class App {
  public:
@@ -53,6 +53,7 @@ class App {
   std::string config_path_;
   std::shared_ptr<const config::Config> cfg_;
   std::shared_ptr<const server::Runtime> runtime_;
+  event::SteadyClock clock_;  // the process's one real clock
   server::ServerShared shared_;
   std::unique_ptr<metrics::Registry> metrics_;
   std::mutex stores_mu_;

@@ -10,15 +10,10 @@ Nanos SteadyClock::now() const {
   return static_cast<Nanos>(ts.tv_sec) * kNanosPerSecond + ts.tv_nsec;
 }
 
-double SteadyClock::wallSeconds() {
+double SteadyClock::wallSeconds() const {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-const SteadyClock& SteadyClock::instance() {
-  static const SteadyClock clock;
-  return clock;
 }
 
 }  // namespace sluice::event

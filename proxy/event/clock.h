@@ -16,16 +16,15 @@ class Clock {
   virtual ~Clock() = default;
   // Monotonic time in nanoseconds since an arbitrary origin.
   virtual Nanos now() const = 0;
+  // Wall-clock seconds since the epoch, for log timestamps and metrics.
+  virtual double wallSeconds() const = 0;
 };
 
 // CLOCK_MONOTONIC; the only real time source of the proxy.
 class SteadyClock final : public Clock {
  public:
   Nanos now() const override;
-  // Wall-clock seconds since the epoch, for log timestamps and metrics.
-  static double wallSeconds();
-  // The process-wide instance.
-  static const SteadyClock& instance();
+  double wallSeconds() const override;
 };
 
 // A clock tests move by hand; thread-safe.
@@ -33,6 +32,8 @@ class FakeClock final : public Clock {
  public:
   explicit FakeClock(Nanos start = 0) : now_(start) {}
   Nanos now() const override { return now_.load(std::memory_order_acquire); }
+  // Wall time moves with now(), from a fixed origin (2023-11-14T22:13:20Z).
+  double wallSeconds() const override { return 1.7e9 + static_cast<double>(now()) / 1e9; }
   void advance(Nanos d) { now_.fetch_add(d, std::memory_order_acq_rel); }
   void set(Nanos t) { now_.store(t, std::memory_order_release); }
 

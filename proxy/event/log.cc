@@ -104,10 +104,19 @@ void appendLogfmt(std::string& out, std::string_view key, std::string_view value
   }
 }
 
+namespace {
+const SteadyClock kDefaultLogClock;
+std::atomic<const Clock*> g_log_clock{&kDefaultLogClock};
+}  // namespace
+
+void setLogClock(const Clock* clock) {
+  g_log_clock.store(clock != nullptr ? clock : &kDefaultLogClock, std::memory_order_release);
+}
+
 void log(LogLevel level, std::string_view msg, const LogFields& fields) {
   if (!logEnabled(level)) return;
   std::string line = "ts=";
-  appendTimestamp(line, SteadyClock::wallSeconds());
+  appendTimestamp(line, g_log_clock.load(std::memory_order_acquire)->wallSeconds());
   line.append(" level=");
   line.append(levelName(level));
   // msg is always quoted so that lines are easy to grep by message.

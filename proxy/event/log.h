@@ -14,6 +14,9 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 // Parses "debug|info|warn|error"; false on anything else.
 bool parseLogLevel(std::string_view text, LogLevel* out);
 void setLogLevel(LogLevel level);
+class Clock;
+// The clock that stamps log lines (the process's SteadyClock until set).
+void setLogClock(const Clock* clock);
 bool logEnabled(LogLevel level);
 
 using LogFields = std::vector<std::pair<std::string, std::string>>;

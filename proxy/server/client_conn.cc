@@ -1091,7 +1091,7 @@ void ClientConn::recordRequest() {
   if (stats != nullptr) stats->record(w_.id(), status_, took);
   if (rt_->access_log) {
     event::AccessRecord r;
-    r.wall_seconds = event::SteadyClock::wallSeconds();
+    r.wall_seconds = w_.shared().clock.wallSeconds();
     r.request_id = request_id_;
     r.client = log_client_.empty() ? std::string_view(peer_text_) : std::string_view(log_client_);
     r.method = log_method_;

@@ -105,7 +105,8 @@ struct RedisStore::WorkerClients {
   bool closing = false;
 };
 
-RedisStore::RedisStore(const config::RedisConfig& cfg, int workers) : cfg_(cfg) {
+RedisStore::RedisStore(const config::RedisConfig& cfg, int workers, const event::Clock& clock)
+    : cfg_(cfg), clock_(clock) {
   workers_.resize(static_cast<std::size_t>(workers));
 }
 
@@ -307,7 +308,7 @@ void RedisStore::finish(Pending* p, const Reply& r) {
     p->answered = true;
     if (p->cb != nullptr && !p->wc->closing) {
       Reply out = r;
-      out.took = event::SteadyClock::instance().now() - p->start;
+      out.took = p->store->clock_.now() - p->start;
       p->cb(p->ctx, out);
     }
   }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "proxy/config/config.h"
+#include "proxy/event/clock.h"
 
 struct redisAsyncContext;
 
@@ -57,7 +58,8 @@ const std::string& decisionScript();
 
 class RedisStore {
  public:
-  RedisStore(const config::RedisConfig& cfg, int workers);
+  // `clock` times each round trip (the store's latency histogram).
+  RedisStore(const config::RedisConfig& cfg, int workers, const event::Clock& clock);
   ~RedisStore();
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
@@ -93,6 +95,7 @@ class RedisStore {
   void finish(Pending* p, const Reply& r);
 
   config::RedisConfig cfg_;
+  const event::Clock& clock_;
   std::vector<std::unique_ptr<WorkerClients>> workers_;
 };
 
