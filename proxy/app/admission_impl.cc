@@ -48,7 +48,7 @@ std::int64_t nextTokenSeconds(const BucketView& v) {
 
 class LimiterAdmission final : public server::AdmissionContext {
  public:
-  LimiterAdmission(const config::Config& cfg, const server::Runtime* previous,
+  LimiterAdmission(const config::Config& cfg, const exchange::Runtime* previous,
                    std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats,
                    int workers, limiter::Nanos now)
       : cfg_(cfg), store_(std::move(store)), store_stats_(store_stats), pending_(workers) {
@@ -501,7 +501,7 @@ class LimiterAdmission final : public server::AdmissionContext {
 }  // namespace
 
 std::shared_ptr<server::AdmissionContext> makeAdmission(
-    const config::Config& cfg, const server::Runtime* previous,
+    const config::Config& cfg, const exchange::Runtime* previous,
     std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats, int workers,
     event::Nanos now) {
   return std::make_shared<LimiterAdmission>(cfg, previous, std::move(store), store_stats, workers,

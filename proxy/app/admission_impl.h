@@ -7,7 +7,7 @@
 #include "proxy/config/config.h"
 #include "proxy/event/clock.h"
 #include "proxy/server/admission.h"
-#include "proxy/server/runtime.h"
+#include "proxy/exchange/runtime.h"
 #include "proxy/store/redis_store.h"
 
 namespace sluice::app {
@@ -16,7 +16,7 @@ namespace sluice::app {
 // unchanged are adopted from `previous` (may be null).
 // Limits with `store: redis` are decided by `store` (null: no redis block).
 std::shared_ptr<server::AdmissionContext> makeAdmission(
-    const config::Config& cfg, const server::Runtime* previous,
+    const config::Config& cfg, const exchange::Runtime* previous,
     std::shared_ptr<store::RedisStore> store, metrics::StatusStats* store_stats, int workers,
     event::Nanos now);
 

@@ -14,7 +14,7 @@
 #include "proxy/config/loader.h"
 #include "proxy/app/admission_impl.h"
 #include "proxy/event/log.h"
-#include "proxy/server/client_conn.h"
+#include "proxy/server/http1_session.h"
 #include "proxy/version.h"
 
 namespace sluice::app {
@@ -30,13 +30,13 @@ int workerCount(const config::Config& cfg) {
 
 }  // namespace
 
-std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config::Config> cfg,
-                                                    const server::Runtime* previous,
+std::shared_ptr<const exchange::Runtime> buildRuntime(std::shared_ptr<const config::Config> cfg,
+                                                    const exchange::Runtime* previous,
                                                     metrics::Registry* registry,
                                                     std::shared_ptr<store::RedisStore> store,
                                                     int workers, event::Nanos now,
                                                     std::string* error) {
-  auto rt = std::make_shared<server::Runtime>(cfg);
+  auto rt = std::make_shared<exchange::Runtime>(cfg);
   for (const auto& up : cfg->upstreams) {
     std::shared_ptr<upstream::SharedPool> pool;
     if (previous != nullptr) {
@@ -70,7 +70,7 @@ std::shared_ptr<const server::Runtime> buildRuntime(std::shared_ptr<const config
   }
   rt->unmatched_stats = registry->route("unmatched");
   for (const auto& route : cfg->routes) {
-    server::RouteRuntime rr;
+    exchange::RouteRuntime rr;
     for (std::size_t i = 0; i < cfg->upstreams.size(); ++i) {
       if (cfg->upstreams[i].name == route.upstream) {
         rr.pool = rt->pools[i].get();

@@ -12,7 +12,7 @@
 
 #include "proxy/config/config.h"
 #include "proxy/event/clock.h"
-#include "proxy/server/runtime.h"
+#include "proxy/exchange/runtime.h"
 #include "proxy/server/worker.h"
 #include "proxy/store/redis_store.h"
 
@@ -20,8 +20,8 @@ namespace sluice::app {
 
 // Compiles a validated config into a runtime snapshot. `previous` (may be
 // null) donates state that survives a reload. Returns null and sets `error`.
-std::shared_ptr<const server::Runtime> buildRuntime(
-    std::shared_ptr<const config::Config> cfg, const server::Runtime* previous,
+std::shared_ptr<const exchange::Runtime> buildRuntime(
+    std::shared_ptr<const config::Config> cfg, const exchange::Runtime* previous,
     metrics::Registry* registry, std::shared_ptr<store::RedisStore> store, int workers,
     event::Nanos now, std::string* error);
 
@@ -52,7 +52,7 @@ class App {
 
   std::string config_path_;
   std::shared_ptr<const config::Config> cfg_;
-  std::shared_ptr<const server::Runtime> runtime_;
+  std::shared_ptr<const exchange::Runtime> runtime_;
   event::SteadyClock clock_;  // the process's one real clock
   server::ServerShared shared_;
   std::unique_ptr<metrics::Registry> metrics_;

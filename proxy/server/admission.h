@@ -34,21 +34,21 @@ class AdmissionWaiter {
 inline constexpr int kAdmissionPending = -1;
 
 struct RequestView {
-  int worker = 0;                            // the deciding worker ...
-  ::event_base* base = nullptr;              // ... and its loop (store I/O)
-  AdmissionWaiter* waiter = nullptr;         // told when a pending decision ends
-  std::array<std::uint8_t, 16> peer{};       // IPv4-mapped form
-  std::string_view xff;                      // all X-Forwarded-For lines joined by ", "
-  std::string_view api_key_header;           // value of clients.api_key.header, or empty
+  int worker = 0;                       // the deciding worker ...
+  ::event_base* base = nullptr;         // ... and its loop (store I/O)
+  AdmissionWaiter* waiter = nullptr;    // told when a pending decision ends
+  std::array<std::uint8_t, 16> peer{};  // IPv4-mapped form
+  std::string_view xff;                 // all X-Forwarded-For lines joined by ", "
+  std::string_view api_key_header;      // value of clients.api_key.header, or empty
   bool has_api_key_header = false;
-  std::string_view query;                    // raw query string (after '?'), or empty
+  std::string_view query;  // raw query string (after '?'), or empty
 };
 
 struct AdmissionResult {
-  int status = 0;                 // 0: forward; kAdmissionPending; else answer locally
-  std::uint64_t ticket = 0;       // with kAdmissionPending: for cancel()
-  std::string headers;            // extra header lines for the local answer
-  std::string allowed_headers;    // rate-limit headers for an allowed response
+  int status = 0;                          // 0: forward; kAdmissionPending; else answer locally
+  std::uint64_t ticket = 0;                // with kAdmissionPending: for cancel()
+  std::string headers;                     // extra header lines for the local answer
+  std::string allowed_headers;             // rate-limit headers for an allowed response
   std::vector<std::string_view> violated;  // denying limit names (429)
 };
 

@@ -1,8 +1,6 @@
 #include "proxy/server/worker.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,44 +8,23 @@
 #include <random>
 
 #include "proxy/event/log.h"
-#include "proxy/server/client_conn.h"
+#include "proxy/server/http1_session.h"
+#include "proxy/transport/plain_transport.h"
+#include "proxy/transport/socket_address.h"
 
 namespace sluice::server {
 namespace {
 
 constexpr timeval kTick{0, 50 * 1000};  // coarse timeout resolution: 50 ms
 
-bool toSockaddr(const config::Address& a, sockaddr_storage* ss, socklen_t* len) {
-  std::memset(ss, 0, sizeof *ss);
-  auto* v4 = reinterpret_cast<sockaddr_in*>(ss);
-  if (inet_pton(AF_INET, a.host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(a.port);
-    *len = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(ss);
-  if (inet_pton(AF_INET6, a.host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(a.port);
-    *len = sizeof(sockaddr_in6);
-    return true;
-  }
-  if (a.host == "localhost") {
-    v4->sin_family = AF_INET;
-    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    v4->sin_port = htons(a.port);
-    *len = sizeof(sockaddr_in);
-    return true;
-  }
-  return false;
-}
-
 }  // namespace
 
-Worker::Worker(int id, ServerShared& shared, std::shared_ptr<const Runtime> runtime)
-    : id_(id), shared_(shared), runtime_(std::move(runtime)) {
-  base_ = event_base_new();
+Worker::Worker(int id, ServerShared& shared, std::shared_ptr<const exchange::Runtime> runtime)
+    : id_(id),
+      shared_(shared),
+      runtime_(std::move(runtime)),
+      base_(event_base_new()),
+      pool_(id, base_, *this) {
   const auto& s = runtime_->config->server;
   // The head must fit whole; the rest of the buffer carries body bytes.
   client_buf_size_ = static_cast<std::uint32_t>(s.max_header_bytes + 16 * 1024);
@@ -90,19 +67,12 @@ void Worker::flushAccessLog(bool force) {
 
 Worker::~Worker() {
   while (conns_ != nullptr) {
-    ClientConn* c = conns_;
+    Http1Session* c = conns_;
     removeConn(c);
     delete c;
   }
-  for (ClientConn* c : graveyard_) delete c;
-  for (auto& [pool, head] : idle_) {
-    while (head != nullptr) {
-      upstream::UpstreamConn* n = head->next_idle;
-      head->pool->releaseSlot(head->target);
-      delete head;
-      head = n;
-    }
-  }
+  for (Http1Session* c : graveyard_) delete c;
+  pool_.closeAll();  // before the loop its events belong to is freed
   if (listener_ != nullptr) evconnlistener_free(listener_);
   event_free(tick_ev_);
   event_free(inbox_ev_);
@@ -110,29 +80,24 @@ Worker::~Worker() {
   event_base_free(base_);
 }
 
-evconnlistener* Worker::bindListener(const config::Address& addr, std::string* error,
-                                     int* port) {
+evconnlistener* Worker::bindListener(const config::Address& addr, std::string* error, int* port) {
   sockaddr_storage ss{};
   socklen_t len = 0;
-  if (!toSockaddr(addr, &ss, &len)) {
+  if (!transport::numericSockaddr(addr, &ss, &len)) {
     *error = "cannot parse listen address " + addr.toString();
     return nullptr;
   }
-  evconnlistener* l = evconnlistener_new_bind(
-      base_, &Worker::onAccept, this,
-      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
-          LEV_OPT_REUSEABLE_PORT | LEV_OPT_THREADSAFE,
-      1024, reinterpret_cast<sockaddr*>(&ss), static_cast<int>(len));
+  evconnlistener* l =
+      evconnlistener_new_bind(base_, &Worker::onAccept, this,
+                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
+                                  LEV_OPT_REUSEABLE_PORT | LEV_OPT_THREADSAFE,
+                              1024, reinterpret_cast<sockaddr*>(&ss), static_cast<int>(len));
   if (l == nullptr) {
     *error = "cannot listen on " + addr.toString() + ": " + std::strerror(errno);
     return nullptr;
   }
   evconnlistener_set_error_cb(l, &Worker::onAcceptError);
-  sockaddr_storage bound{};
-  socklen_t blen = sizeof bound;
-  getsockname(evconnlistener_get_fd(l), reinterpret_cast<sockaddr*>(&bound), &blen);
-  *port = bound.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port)
-                                     : ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  *port = transport::boundPort(evconnlistener_get_fd(l));
   return l;
 }
 
@@ -182,14 +147,14 @@ void Worker::giveBuffer(std::unique_ptr<char[]> b, std::uint32_t size) {
   if (size == client_buf_size_ && free_buffers_.size() < 64) free_buffers_.push_back(std::move(b));
 }
 
-void Worker::addConn(ClientConn* c) {
+void Worker::addConn(Http1Session* c) {
   c->next = conns_;
   c->prev = nullptr;
   if (conns_ != nullptr) conns_->prev = c;
   conns_ = c;
 }
 
-void Worker::removeConn(ClientConn* c) {
+void Worker::removeConn(Http1Session* c) {
   if (c->prev != nullptr) c->prev->next = c->next;
   if (c->next != nullptr) c->next->prev = c->prev;
   if (conns_ == c) conns_ = c->next;
@@ -197,20 +162,21 @@ void Worker::removeConn(ClientConn* c) {
   shared_.client_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void Worker::retire(ClientConn* c) {
+void Worker::retire(Http1Session* c) {
   graveyard_.push_back(c);
   event_active(reap_ev_, 0, 0);
 }
 
-void Worker::onReap(evutil_socket_t, short, void* arg) {
+void Worker::onReap(evutil_socket_t, short, void* arg) noexcept {
   auto* w = static_cast<Worker*>(arg);
-  std::vector<ClientConn*> dead;
+  std::vector<Http1Session*> dead;
   dead.swap(w->graveyard_);
-  for (ClientConn* c : dead) delete c;
+  for (Http1Session* c : dead) delete c;
   if (w->stopping_ && w->conns_ == nullptr) event_base_loopexit(w->base_, nullptr);
 }
 
-void Worker::onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int len, void* arg) {
+void Worker::onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int,
+                      void* arg) noexcept {
   auto* w = static_cast<Worker*>(arg);
   w->newEvent();
   if (w->stopping_ || w->shared_.draining.load(std::memory_order_relaxed)) {
@@ -227,7 +193,8 @@ void Worker::onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int l
     w->listener_paused_ = true;
     return;
   }
-  new ClientConn(*w, fd, sa, len);
+  new Http1Session(*w, std::make_unique<transport::PlainTransport>(w->base_, fd, nullptr),
+                   transport::peerOf(sa));
   if (n >= max) {
     // At the cap: stop accepting; the tick resumes once below it.
     evconnlistener_disable(l);
@@ -235,7 +202,7 @@ void Worker::onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int l
   }
 }
 
-void Worker::onAcceptError(evconnlistener* l, void* arg) {
+void Worker::onAcceptError(evconnlistener* l, void* arg) noexcept {
   auto* w = static_cast<Worker*>(arg);
   int err = EVUTIL_SOCKET_ERROR();
   if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
@@ -246,44 +213,30 @@ void Worker::onAcceptError(evconnlistener* l, void* arg) {
   }
 }
 
-void Worker::onTick(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->tick(); }
+void Worker::onTick(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<Worker*>(arg)->tick();
+}
 
 void Worker::tick() {
   newEvent();
   const event::Nanos now = this->now();
   flushAccessLog(true);
-  for (ClientConn* c = conns_; c != nullptr;) {
-    ClientConn* next = c->next;
+  for (Http1Session* c = conns_; c != nullptr;) {
+    Http1Session* next = c->next;
     c->checkTimeout(now);
     c = next;
   }
-  for (auto& [pool, head] : idle_) {
-    upstream::UpstreamConn** link = &head;
-    while (*link != nullptr) {
-      upstream::UpstreamConn* uc = *link;
-      if (uc->idle_deadline <= now) {
-        uc->pool->idle.fetch_sub(1, std::memory_order_relaxed);
-        *link = uc->next_idle;
-        uc->next_idle = nullptr;
-        event_del(uc->read_ev);
-        auto p = uc->pool;
-        std::size_t target = uc->target;
-        delete uc;
-        passSlot(p, target);
-      } else {
-        link = &uc->next_idle;
-      }
-    }
-  }
+  pool_.expireIdle(now);
   if (listener_paused_ && !stopping_ && !shared_.draining.load() &&
-      shared_.client_connections.load() < shared_.max_connections.load() &&
-      listener_ != nullptr) {
+      shared_.client_connections.load() < shared_.max_connections.load() && listener_ != nullptr) {
     evconnlistener_enable(listener_);
     listener_paused_ = false;
   }
 }
 
-void Worker::onInbox(evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->drainInbox(); }
+void Worker::onInbox(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<Worker*>(arg)->drainInbox();
+}
 
 void Worker::drainInbox() {
   newEvent();
@@ -292,185 +245,71 @@ void Worker::drainInbox() {
     std::lock_guard lock(inbox_mu_);
     msgs.swap(inbox_);
   }
-  for (auto& m : msgs) {
-    switch (m.kind) {
-      case InboxMessage::Kind::kSlot: {
-        auto it = waiters_.find(m.token);
-        if (it == waiters_.end()) {
-          passSlot(m.pool, m.target);  // that request gave up meanwhile
-        } else {
-          ClientConn* c = it->second;
-          waiters_.erase(it);
-          c->onSlot(m.target);
-        }
-        break;
+  for (auto& m : msgs) handle(m);
+}
+
+void Worker::handle(InboxMessage& m) {
+  switch (m.kind) {
+    case InboxMessage::Kind::kSlot:
+      pool_.onSlotMessage(m.pool, m.target, m.token);
+      break;
+    case InboxMessage::Kind::kReclaimIdle:
+      pool_.reclaimOne(m.pool.get());
+      break;
+    case InboxMessage::Kind::kRuntime: {
+      flushAccessLog(true);  // lines so far belong to the log of the old config
+      runtime_ = std::move(m.runtime);
+      const auto size =
+          static_cast<std::uint32_t>(runtime_->config->server.max_header_bytes + 16 * 1024);
+      if (size != client_buf_size_) {
+        client_buf_size_ = size;
+        free_buffers_.clear();
       }
-      case InboxMessage::Kind::kReclaimIdle: {
-        auto it = idle_.find(m.pool.get());
-        if (it != idle_.end() && it->second != nullptr) {
-          upstream::UpstreamConn* uc = it->second;
-          it->second = uc->next_idle;
-          uc->next_idle = nullptr;
-          uc->pool->idle.fetch_sub(1, std::memory_order_relaxed);
-          closeIdle(uc);
-        }
-        break;
-      }
-      case InboxMessage::Kind::kRuntime: {
-        flushAccessLog(true);  // lines so far belong to the log of the old config
-        runtime_ = std::move(m.runtime);
-        const auto size =
-            static_cast<std::uint32_t>(runtime_->config->server.max_header_bytes + 16 * 1024);
-        if (size != client_buf_size_) {
-          client_buf_size_ = size;
-          free_buffers_.clear();
-        }
-        break;
-      }
-      case InboxMessage::Kind::kDrain:
-        if (listener_ != nullptr) {
-          evconnlistener_free(listener_);
-          listener_ = nullptr;
-        }
-        for (ClientConn* c = conns_; c != nullptr;) {
-          ClientConn* next = c->next;
-          c->drain();
-          c = next;
-        }
-        break;
-      case InboxMessage::Kind::kRun:
-        if (m.run) m.run(*this);
-        break;
-      case InboxMessage::Kind::kSwapListener:
-        if (listener_ != nullptr) evconnlistener_free(listener_);
-        listener_ = m.listener;
-        listener_paused_ = false;
-        if (stopping_ || shared_.draining.load()) {
-          evconnlistener_free(listener_);
-          listener_ = nullptr;
-        }
-        break;
-      case InboxMessage::Kind::kStop:
-        flushAccessLog(true);
-        if (shared_.on_worker_stop) shared_.on_worker_stop(id_);
-        stopping_ = true;
-        event_base_loopexit(base_, nullptr);
-        break;
+      break;
     }
-  }
-}
-
-upstream::UpstreamConn* Worker::takeIdle(upstream::SharedPool* pool) {
-  auto it = idle_.find(pool);
-  if (it == idle_.end() || it->second == nullptr) return nullptr;
-  upstream::UpstreamConn* uc = it->second;
-  it->second = uc->next_idle;
-  uc->next_idle = nullptr;
-  uc->pool->idle.fetch_sub(1, std::memory_order_relaxed);
-  return uc;
-}
-
-void Worker::idleUpstream(upstream::UpstreamConn* uc) {
-  uc->owner = nullptr;
-  uc->idle_deadline = now() + uc->pool->config().idle_timeout.nanos;
-  uc->rpos = uc->ppos = uc->wpos = 0;
-  // The read event stays armed so a server-side close is noticed at once.
-  event_add(uc->read_ev, nullptr);
-  event_del(uc->write_ev);
-  uc->pool->idle.fetch_add(1, std::memory_order_relaxed);
-  upstream::UpstreamConn*& head = idle_[uc->pool.get()];
-  uc->next_idle = head;
-  head = uc;
-}
-
-void Worker::closeIdle(upstream::UpstreamConn* uc) {
-  auto p = uc->pool;
-  std::size_t target = uc->target;
-  delete uc;
-  passSlot(p, target);
-}
-
-void Worker::releaseUpstream(upstream::UpstreamConn* uc, bool reusable) {
-  auto pool = uc->pool;
-  if (!reusable || stopping_) {
-    closeIdle(uc);
-    return;
-  }
-  if (pool->hasWaiters()) {
-    while (auto waiter = pool->popWaiter()) {
-      if (waiter->worker == id_) {
-        auto it = waiters_.find(waiter->token);
-        if (it == waiters_.end()) continue;  // gave up meanwhile
-        ClientConn* c = it->second;
-        waiters_.erase(it);
-        uc->owner = nullptr;
-        c->onIdleConn(uc);
-        return;
+    case InboxMessage::Kind::kDrain:
+      if (listener_ != nullptr) {
+        evconnlistener_free(listener_);
+        listener_ = nullptr;
       }
-      // The oldest waiter lives on another worker: close this connection and
-      // hand it the slot (sockets stay on the worker that opened them).
-      std::size_t target = uc->target;
-      delete uc;
-      shared_.workers[static_cast<std::size_t>(waiter->worker)]->post(
-          InboxMessage::of(InboxMessage::Kind::kSlot, pool, target, waiter->token));
-      return;
-    }
+      for (Http1Session* c = conns_; c != nullptr;) {
+        Http1Session* next = c->next;
+        c->drain();
+        c = next;
+      }
+      break;
+    case InboxMessage::Kind::kRun:
+      if (m.run) m.run(*this);
+      break;
+    case InboxMessage::Kind::kSwapListener:
+      if (listener_ != nullptr) evconnlistener_free(listener_);
+      listener_ = m.listener;
+      listener_paused_ = false;
+      if (stopping_ || shared_.draining.load()) {
+        evconnlistener_free(listener_);
+        listener_ = nullptr;
+      }
+      break;
+    case InboxMessage::Kind::kStop:
+      flushAccessLog(true);
+      if (shared_.on_worker_stop) shared_.on_worker_stop(id_);
+      stopping_ = true;
+      pool_.stopping();
+      event_base_loopexit(base_, nullptr);
+      break;
   }
-  idleUpstream(uc);
 }
 
-void Worker::passSlot(const std::shared_ptr<upstream::SharedPool>& pool, std::size_t target) {
-  while (auto waiter = pool->popWaiter()) {
-    if (waiter->worker == id_) {
-      auto it = waiters_.find(waiter->token);
-      if (it == waiters_.end()) continue;
-      ClientConn* c = it->second;
-      waiters_.erase(it);
-      c->onSlot(target);
-      return;
-    }
-    shared_.workers[static_cast<std::size_t>(waiter->worker)]->post(
-        InboxMessage::of(InboxMessage::Kind::kSlot, pool, target, waiter->token));
-    return;
-  }
-  pool->releaseSlot(target);
+void Worker::postSlot(int worker, std::shared_ptr<upstream::SharedPool> pool, std::size_t target,
+                      std::uint64_t token) {
+  shared_.workers[static_cast<std::size_t>(worker)]->post(
+      InboxMessage::of(InboxMessage::Kind::kSlot, std::move(pool), target, token));
 }
 
-std::uint64_t Worker::registerWaiter(ClientConn* c) {
-  std::uint64_t t = next_token_++;
-  waiters_[t] = c;
-  return t;
-}
-
-void Worker::unregisterWaiter(std::uint64_t token) { waiters_.erase(token); }
-
-void Worker::reclaimIdleElsewhere(const std::shared_ptr<upstream::SharedPool>& pool) {
+void Worker::postReclaim(const std::shared_ptr<upstream::SharedPool>& pool) {
   for (Worker* w : shared_.workers) {
     if (w != this) w->post(InboxMessage::of(InboxMessage::Kind::kReclaimIdle, pool, 0, 0));
   }
-}
-
-void Worker::onUpstreamEvent(evutil_socket_t, short what, void* arg) {
-  auto* uc = static_cast<upstream::UpstreamConn*>(arg);
-  static_cast<Worker*>(uc->home)->newEvent();
-  if (uc->owner != nullptr) {
-    static_cast<ClientConn*>(uc->owner)->onUpstreamEvent(what);
-    return;
-  }
-  // An idle pooled connection became readable: the server closed it (or
-  // sent bytes nobody asked for). Either way it is done.
-  static_cast<Worker*>(uc->home)->idleClosed(uc);
-}
-
-void Worker::idleClosed(upstream::UpstreamConn* uc) {
-  upstream::UpstreamConn** link = &idle_[uc->pool.get()];
-  while (*link != nullptr && *link != uc) link = &(*link)->next_idle;
-  if (*link == uc) {
-    *link = uc->next_idle;
-    uc->pool->idle.fetch_sub(1, std::memory_order_relaxed);
-  }
-  uc->next_idle = nullptr;
-  closeIdle(uc);
 }
 
 }  // namespace sluice::server

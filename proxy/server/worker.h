@@ -7,8 +7,8 @@
 #include <event2/listener.h>
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,12 +17,12 @@
 #include <vector>
 
 #include "proxy/event/clock.h"
-#include "proxy/server/runtime.h"
-#include "proxy/upstream/upstream_conn.h"
+#include "proxy/exchange/runtime.h"
+#include "proxy/upstream/local_pool.h"
 
 namespace sluice::server {
 
-class ClientConn;
+class Http1Session;
 class Worker;
 
 // State shared by all workers of the process.
@@ -39,12 +39,19 @@ struct ServerShared {
 };
 
 struct InboxMessage {
-  enum class Kind { kSlot, kReclaimIdle, kRuntime, kDrain, kStop, kSwapListener, kRun } kind =
-      Kind::kStop;
+  enum class Kind {
+    kSlot,
+    kReclaimIdle,
+    kRuntime,
+    kDrain,
+    kStop,
+    kSwapListener,
+    kRun
+  } kind = Kind::kStop;
   std::shared_ptr<upstream::SharedPool> pool;
   std::size_t target = 0;
   std::uint64_t token = 0;
-  std::shared_ptr<const Runtime> runtime;
+  std::shared_ptr<const exchange::Runtime> runtime;
   evconnlistener* listener = nullptr;  // kSwapListener: the new listener
   std::function<void(Worker&)> run;    // kRun: runs on the worker's thread
 
@@ -59,10 +66,10 @@ struct InboxMessage {
   }
 };
 
-class Worker {
+class Worker final : public upstream::PoolPeers {
  public:
-  Worker(int id, ServerShared& shared, std::shared_ptr<const Runtime> runtime);
-  ~Worker();
+  Worker(int id, ServerShared& shared, std::shared_ptr<const exchange::Runtime> runtime);
+  ~Worker() override;
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
@@ -81,10 +88,10 @@ class Worker {
   int id() const { return id_; }
   event_base* base() const { return base_; }
   ServerShared& shared() { return shared_; }
-  const std::shared_ptr<const Runtime>& runtime() const { return runtime_; }
+  const std::shared_ptr<const exchange::Runtime>& runtime() const { return runtime_; }
   // The time of the current event: read once per callback, not per use
   // (a request reads it several times; timeouts are 50 ms coarse anyway).
-  event::Nanos now() {
+  event::Nanos now() noexcept override {
     if (!now_valid_) {
       now_cache_ = shared_.clock.now();
       now_valid_ = true;
@@ -99,17 +106,14 @@ class Worker {
   void giveBuffer(std::unique_ptr<char[]> b, std::uint32_t size);
   std::uint32_t clientBufferSize() const { return client_buf_size_; }
 
-  // Upstream pool, worker side.
-  upstream::UpstreamConn* takeIdle(upstream::SharedPool* pool);
-  // Returns a connection after a response: reuse (idle or hand to a waiter)
-  // or close and pass its slot on.
-  void releaseUpstream(upstream::UpstreamConn* uc, bool reusable);
-  // Gives a reserved slot to the oldest waiter of the pool, or frees it.
-  void passSlot(const std::shared_ptr<upstream::SharedPool>& pool, std::size_t target);
-  std::uint64_t registerWaiter(ClientConn* c);
-  void unregisterWaiter(std::uint64_t token);
-  // Asks other workers to close one idle connection of `pool`.
-  void reclaimIdleElsewhere(const std::shared_ptr<upstream::SharedPool>& pool);
+  // This worker's half of the upstream pools.
+  upstream::LocalPool& pool() { return pool_; }
+
+  // upstream::PoolPeers
+  void eventStarted() noexcept override { newEvent(); }
+  void postSlot(int worker, std::shared_ptr<upstream::SharedPool> pool, std::size_t target,
+                std::uint64_t token) override;
+  void postReclaim(const std::shared_ptr<upstream::SharedPool>& pool) override;
 
   // Access-log lines of this worker, handed to the writer on the tick.
   std::string& accessBuffer() { return access_buf_; }
@@ -117,29 +121,25 @@ class Worker {
   // A fresh request id: 128 random bits as 32 hex digits.
   void newRequestId(std::string* out);
 
-  void addConn(ClientConn* c);
-  void removeConn(ClientConn* c);
-  void retire(ClientConn* c);  // freed after the current callback
-
-  // Libevent callbacks for upstream sockets (arg: UpstreamConn*).
-  static void onUpstreamEvent(evutil_socket_t fd, short what, void* arg);
+  void addConn(Http1Session* c);
+  void removeConn(Http1Session* c);
+  void retire(Http1Session* c);  // freed after the current callback
 
  private:
   evconnlistener* bindListener(const config::Address& addr, std::string* error, int* port);
-  static void onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int len, void* arg);
-  static void onAcceptError(evconnlistener* l, void* arg);
-  static void onTick(evutil_socket_t, short, void* arg);
-  static void onInbox(evutil_socket_t, short, void* arg);
-  static void onReap(evutil_socket_t, short, void* arg);
+  static void onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int len,
+                       void* arg) noexcept;
+  static void onAcceptError(evconnlistener* l, void* arg) noexcept;
+  static void onTick(evutil_socket_t, short, void* arg) noexcept;
+  static void onInbox(evutil_socket_t, short, void* arg) noexcept;
+  static void onReap(evutil_socket_t, short, void* arg) noexcept;
   void tick();
   void drainInbox();
-  void closeIdle(upstream::UpstreamConn* uc);
-  void idleClosed(upstream::UpstreamConn* uc);
-  void idleUpstream(upstream::UpstreamConn* uc);
+  void handle(InboxMessage& m);
 
   int id_;
   ServerShared& shared_;
-  std::shared_ptr<const Runtime> runtime_;
+  std::shared_ptr<const exchange::Runtime> runtime_;
   event_base* base_ = nullptr;
   evconnlistener* listener_ = nullptr;
   bool listener_paused_ = false;
@@ -151,18 +151,14 @@ class Worker {
   std::vector<InboxMessage> inbox_;
   std::uint32_t client_buf_size_ = 0;
   std::vector<std::unique_ptr<char[]>> free_buffers_;
-  ClientConn* conns_ = nullptr;  // intrusive list of live connections
-  std::vector<ClientConn*> graveyard_;
-  std::unordered_map<upstream::SharedPool*, upstream::UpstreamConn*> idle_;  // per pool, LIFO
-  std::unordered_map<std::uint64_t, ClientConn*> waiters_;
-  std::uint64_t next_token_ = 1;
+  Http1Session* conns_ = nullptr;  // intrusive list of live connections
+  std::vector<Http1Session*> graveyard_;
+  upstream::LocalPool pool_;
   bool stopping_ = false;
   bool now_valid_ = false;
   event::Nanos now_cache_ = 0;
   std::string access_buf_;
   std::uint64_t rng_[2] = {0, 0};
-
-  friend class ClientConn;
 };
 
 }  // namespace sluice::server

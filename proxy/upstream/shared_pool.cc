@@ -1,47 +1,8 @@
 #include "proxy/upstream/shared_pool.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-
-#include <cstring>
+#include "proxy/transport/socket_address.h"
 
 namespace sluice::upstream {
-namespace {
-
-bool resolve(const config::Address& a, sockaddr_storage* out, socklen_t* len) {
-  std::memset(out, 0, sizeof *out);
-  auto* v4 = reinterpret_cast<sockaddr_in*>(out);
-  if (inet_pton(AF_INET, a.host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(a.port);
-    *len = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(out);
-  if (inet_pton(AF_INET6, a.host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(a.port);
-    *len = sizeof(sockaddr_in6);
-    return true;
-  }
-  // A host name: resolved once at load (start-up or reload), not per request.
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(a.host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return false;
-  std::memcpy(out, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
-  if (out->ss_family == AF_INET) {
-    v4->sin_port = htons(a.port);
-  } else {
-    v6->sin6_port = htons(a.port);
-  }
-  freeaddrinfo(res);
-  return true;
-}
-
-}  // namespace
 
 std::shared_ptr<SharedPool> SharedPool::create(const config::UpstreamConfig& cfg,
                                                std::string* error) {
@@ -50,7 +11,7 @@ std::shared_ptr<SharedPool> SharedPool::create(const config::UpstreamConfig& cfg
     auto t = std::make_unique<Target>();
     t->address = addr;
     t->text = addr.toString();
-    if (!resolve(addr, &t->sockaddr, &t->sockaddr_len)) {
+    if (!transport::resolveSockaddr(addr, &t->sockaddr, &t->sockaddr_len)) {
       *error = "upstream " + cfg.name + ": cannot resolve " + addr.toString();
       return nullptr;
     }

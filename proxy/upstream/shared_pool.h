@@ -31,8 +31,8 @@ struct Target {
   std::string text;  // address.toString(), for logs
   sockaddr_storage sockaddr{};
   socklen_t sockaddr_len = 0;
-  std::atomic<int> open{0};           // connections open now, all workers
-  std::atomic<Nanos> down_until{0};   // skipped by round-robin until then
+  std::atomic<int> open{0};          // connections open now, all workers
+  std::atomic<Nanos> down_until{0};  // skipped by round-robin until then
 };
 
 // A request waiting for a slot: which worker and which request there.
@@ -44,8 +44,7 @@ struct Waiter {
 class SharedPool {
  public:
   // Resolves targets; returns nullptr and sets `error` if one cannot be.
-  static std::shared_ptr<SharedPool> create(const config::UpstreamConfig& cfg,
-                                            std::string* error);
+  static std::shared_ptr<SharedPool> create(const config::UpstreamConfig& cfg, std::string* error);
 
   const config::UpstreamConfig& config() const { return cfg_; }
   const std::string& name() const { return cfg_.name; }

@@ -13,12 +13,12 @@
 #include "proxy/server/admission.h"
 #include "proxy/upstream/shared_pool.h"
 
-namespace sluice::server {
+namespace sluice::exchange {
 
 struct RouteRuntime {
   upstream::SharedPool* pool = nullptr;
   std::size_t pool_index = 0;
-  RouteLimits limits;
+  server::RouteLimits limits;
   metrics::StatusStats* stats = nullptr;
 };
 
@@ -29,11 +29,10 @@ struct Runtime {
   std::vector<RouteRuntime> route_runtime;                   // parallel to routes
   std::vector<metrics::StatusStats*> pool_stats;             // parallel to pools
   metrics::StatusStats* unmatched_stats = nullptr;           // requests before/without a route
-  std::shared_ptr<AdmissionContext> admission;
-  std::shared_ptr<event::AccessLog> access_log;              // null when off
+  std::shared_ptr<server::AdmissionContext> admission;
+  std::shared_ptr<event::AccessLog> access_log;  // null when off
 
-  explicit Runtime(std::shared_ptr<const config::Config> cfg)
-      : config(cfg), routes(cfg->routes) {}
+  explicit Runtime(std::shared_ptr<const config::Config> cfg) : config(cfg), routes(cfg->routes) {}
 };
 
-}  // namespace sluice::server
+}  // namespace sluice::exchange
