@@ -8,6 +8,10 @@ reports req/s, p50/p99 latency and CPU microseconds per request of each proxy
 stopped by PID on exit; traffic goes to 127.0.0.1 only.
 
   python3 loadtest/compare.py --build build-release [--rounds 3] [--seconds 5]
+      [--baseline OTHER/proxy/sluice]
+
+--baseline adds a second sluice binary (e.g. the build of an earlier commit)
+as target "base", interleaved with the others, for before/after A/B runs.
 
 The full comparison (HAProxy too, limits that allow, many clients, accuracy,
 key flood, report and charts) is loadtest/run.py; this script stays as the
@@ -173,6 +177,7 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--scenarios", default="pass-through,limits-allow,reject-429")
     ap.add_argument("--strace", action="store_true", help="count sluice syscalls per request")
+    ap.add_argument("--baseline", help="another sluice binary to run beside it (A/B)")
     args = ap.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -202,11 +207,24 @@ def main():
     time.sleep(0.3)
     targets = {"sluice": (s_port, lambda: [sl.pid]),
                "nginx": (n_port, lambda: child_pids(ng.pid))}
+    if args.baseline:
+        b_port, b_admin = free_port(), free_port()
+        with open(f"{tmp}/base.yaml", "w") as f:
+            f.write(SLUICE_YAML.format(port=b_port, admin=b_admin, up=up_port))
+        base = subprocess.Popen([args.baseline, "--config", f"{tmp}/base.yaml",
+                                 "--log-level", "warn"])
+        procs.append(base)
+        wait_port(b_port)
+        targets["base"] = (b_port, lambda: [base.pid])
     wanted = [s for s in SCENARIOS if s[0] in args.scenarios.split(",")]
     results = {}
     for rnd in range(args.rounds):
         for scen, path in wanted:
-            order = list(targets) if rnd % 2 == 0 else list(reversed(list(targets)))
+            names = list(targets)
+            # The order rotates each round so drift of the machine hits all alike.
+            order = names[rnd % len(names):] + names[:rnd % len(names)]
+            if rnd % 2 == 1:
+                order.reverse()
             for name in order:
                 port, pids = targets[name]
                 before = cpu_ticks(pids())
@@ -226,6 +244,9 @@ def main():
             ratio = r["cpu_us"] / med["nginx"]["cpu_us"]
             print(f"{scen:<14} {name:<7} {r['rps']:>9.0f} {r['p50']:>7.3f} {r['p99']:>7.3f} "
                   f"{100.0 * r['non2xx'] / max(1, r['requests']):>7.1f} {r['cpu_us']:>10.2f} {ratio:>8.2f}")
+        if "base" in med:
+            print(f"{scen:<14} sluice/base CPU per request: "
+                  f"{med['sluice']['cpu_us'] / med['base']['cpu_us']:.3f}")
     if args.strace and shutil.which("strace"):
         n = 2000
         for scen, path in wanted:
