@@ -285,9 +285,7 @@ void Exchange::upstreamEnded(ssize_t n) {
     }
   }
   // Truncated response (or the client went away): no clean end for the client.
-  abortUpstream();
-  active_ = false;
-  down_.abort();
+  cutShort();
 }
 
 void Exchange::handleResponseHead() {
@@ -363,9 +361,7 @@ bool Exchange::parseResponse(bool* complete) {
     // Body: forward the raw bytes the parser has accepted.
     const auto r = uc->parser.feed(uc->buf.get(), uc->ppos, uc->wpos - uc->ppos);
     if (r.event == ParseEvent::kError) {
-      abortUpstream();
-      active_ = false;
-      down_.abort();
+      cutShort();
       return false;
     }
     uc->ppos += static_cast<std::uint32_t>(r.consumed);
@@ -409,9 +405,7 @@ void Exchange::pumpResponse() {
                         down_.requestComplete() && to_up_.empty();
   switch (down_.flushClient()) {
     case IoResult::kError:
-      abortUpstream();
-      active_ = false;
-      down_.abort();
+      cutShort();
       return;
     case IoResult::kAgain:
       // The client is slow: stop reading the upstream until it catches up
@@ -467,6 +461,12 @@ void Exchange::finishResponse(bool reusable) {
   down_.exchangeDone();
 }
 
+void Exchange::cutShort() {
+  abortUpstream();
+  active_ = false;
+  down_.abort();
+}
+
 void Exchange::abortUpstream() {
   upstream::UpstreamConn* uc = up_;
   up_ = nullptr;
@@ -512,9 +512,7 @@ void Exchange::checkTimeout(event::Nanos now) {
       upstreamFailed(504, metrics::UpstreamError::kTimeout);
       return;
     case Deadline::kUpstreamIdle:
-      abortUpstream();
-      active_ = false;
-      down_.abort();
+      cutShort();
       return;
   }
 }

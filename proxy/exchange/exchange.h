@@ -98,6 +98,8 @@ class Exchange final : public server::AdmissionWaiter,
   void upstreamFailed(int status, metrics::UpstreamError kind);
   void bodyFailed(int status);
   void abortUpstream();
+  // Closes the upstream connection and the client's: the response is cut short.
+  void cutShort();
   void leaveQueue();
   metrics::StatusStats* poolStats() const;
   const std::shared_ptr<upstream::SharedPool>& pool() const;

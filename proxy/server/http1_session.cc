@@ -385,22 +385,26 @@ void Http1Session::answerLocal(int status, bool close, std::string_view extra_he
   writeLocal();
 }
 
-void Http1Session::writeLocal() {
-  if (dead_) return;
+bool Http1Session::writeOut() {
   switch (t_->write(out_)) {
     case IoResult::kError:
       close();
-      return;
+      return false;
     case IoResult::kAgain:
       t_->wantWrite();
-      if (deadline_kind_ == Deadline::kNone || deadline_kind_ == Deadline::kIdle) {
+      if (local_ && (deadline_kind_ == Deadline::kNone || deadline_kind_ == Deadline::kIdle)) {
         setDeadline(Deadline::kWrite, rt_->config->server.idle_timeout.nanos);
       }
-      return;
+      return false;
     case IoResult::kDone:
       break;
   }
   if (deadline_kind_ == Deadline::kWrite) setDeadline(Deadline::kNone, 0);
+  return true;
+}
+
+void Http1Session::writeLocal() {
+  if (dead_ || !writeOut()) return;
   local_ = false;
   recordRequest();
   if (close_after_) {
@@ -414,20 +418,9 @@ void Http1Session::onWritable() {
   if (out_.empty()) return;
   if (local_) {
     writeLocal();
-    return;
+  } else if (writeOut()) {
+    exchange_.onClientDrained();
   }
-  switch (t_->write(out_)) {
-    case IoResult::kError:
-      close();
-      return;
-    case IoResult::kAgain:
-      t_->wantWrite();
-      return;
-    case IoResult::kDone:
-      break;
-  }
-  if (deadline_kind_ == Deadline::kWrite) setDeadline(Deadline::kNone, 0);
-  exchange_.onClientDrained();
 }
 
 void Http1Session::exchangeDone() noexcept {

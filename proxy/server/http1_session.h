@@ -75,6 +75,8 @@ class Http1Session final : public transport::TransportUser,
   void startExchange();
   void beginRecord(std::uint64_t bytes_in);
   void pickRequestId();
+  // Writes out_; true when all of it is out (false: later, or closed).
+  bool writeOut();
   void writeLocal();
   void endRequest();
   void close();

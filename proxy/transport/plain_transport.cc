@@ -73,6 +73,8 @@ void PlainTransport::wantRead(bool on) noexcept {
 
 void PlainTransport::wantWrite() noexcept { event_add(wev_, nullptr); }
 
+void PlainTransport::cancelWrite() noexcept { event_del(wev_); }
+
 void PlainTransport::quiet() noexcept {
   reading_ = false;
   event_del(rev_);

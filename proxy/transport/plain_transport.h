@@ -29,6 +29,7 @@ class PlainTransport final : public Transport {
   IoResult write(Outbox& out) noexcept override;
   void wantRead(bool on) noexcept override;
   void wantWrite() noexcept override;
+  void cancelWrite() noexcept override;
   void quiet() noexcept override;
   void close() noexcept override;
   int connectError() noexcept override;

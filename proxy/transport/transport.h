@@ -31,6 +31,8 @@ class Transport {
   virtual void wantRead(bool on) noexcept = 0;
   // One writable event, after a write returned kAgain or a connect started.
   virtual void wantWrite() noexcept = 0;
+  // Drops a pending writable event (nothing more to write).
+  virtual void cancelWrite() noexcept = 0;
   // Stops every event (the transport stays open until destroyed).
   virtual void quiet() noexcept = 0;
   // Stops every event and closes the connection now; the object may be

@@ -137,7 +137,7 @@ void LocalPool::keepIdle(UpstreamConn* uc) {
   uc->idle_deadline = peers_.now() + uc->pool->config().idle_timeout.nanos;
   uc->rpos = uc->ppos = uc->wpos = 0;
   // The read event stays armed so a server-side close is noticed at once.
-  uc->transport->quiet();
+  uc->transport->cancelWrite();
   uc->transport->wantRead(true);
   uc->pool->idle.fetch_add(1, std::memory_order_relaxed);
   UpstreamConn*& head = idle_[uc->pool.get()];
