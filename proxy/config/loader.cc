@@ -11,7 +11,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <initializer_list>
 #include <map>
 #include <optional>
 #include <set>
@@ -20,6 +19,8 @@
 #include <string_view>
 #include <tuple>
 #include <utility>
+
+#include "proxy/config/enum_names.h"
 
 namespace sluice::config {
 namespace {
@@ -517,22 +518,25 @@ class Loader {
     return true;
   }
 
-  template <typename T>
-  bool readEnum(const Entry& entry, T& out,
-                std::initializer_list<std::pair<std::string_view, T>> choices) {
-    std::vector<std::string> names;
-    for (const auto& choice : choices) names.emplace_back(choice.first);
+  // The index of the entry's text in `names`; any other text is reported with the choices.
+  std::optional<std::size_t> readChoice(const Entry& entry, const std::vector<std::string>& names) {
     std::string expected = "one of " + joined(names);
     auto text = scalar(entry, expected);
-    if (!text) return false;
-    for (const auto& choice : choices) {
-      if (choice.first == *text) {
-        out = choice.second;
-        return true;
-      }
+    if (!text) return std::nullopt;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == *text) return i;
     }
     error(entry, "expected " + expected + ", got '" + *text + "'" + suggestion(*text, names));
-    return false;
+    return std::nullopt;
+  }
+
+  template <typename T, std::size_t N>
+  bool readEnum(const Entry& entry, T& out, const EnumName<T> (&table)[N]) {
+    std::vector<std::string> names;
+    for (const EnumName<T>& choice : table) names.emplace_back(choice.name);
+    auto index = readChoice(entry, names);
+    if (index) out = table[*index].value;
+    return index.has_value();
   }
 
   // ---- sections ----
@@ -591,10 +595,8 @@ class Loader {
       if (auto text = readString(*e)) s.access_log = *text;
     }
     if (const Entry* e = view.find("access_log_format")) {
-      std::string format;
-      if (readEnum<std::string>(*e, format, {{"logfmt", "logfmt"}, {"json", "json"}})) {
-        s.access_log_format = format;
-      }
+      const std::vector<std::string> formats = {"logfmt", "json"};
+      if (auto index = readChoice(*e, formats)) s.access_log_format = formats[*index];
     }
   }
 
@@ -690,10 +692,7 @@ class Loader {
     MapView view = openMap(entry, kLimitKeys);
     bool per_known = true;
     if (const Entry* e = view.find("per")) {
-      per_known = readEnum<LimitScope>(*e, l.per,
-                                       {{"global", LimitScope::kGlobal},
-                                        {"ip", LimitScope::kIp},
-                                        {"api_key", LimitScope::kApiKey}});
+      per_known = readEnum(*e, l.per, kLimitScopeNames);
     }
     bool have_rate = false;
     if (const Entry* e = require(view, "rate")) have_rate = readRate(*e, l.rate);
@@ -706,9 +705,7 @@ class Loader {
     if (const Entry* e = view.find("exempt")) readCidrs(*e, l.exempt);
     bool api_key = l.per == LimitScope::kApiKey;
     if (const Entry* e = view.find("missing")) {
-      readEnum<MissingKey>(
-          *e, l.missing,
-          {{"ip", MissingKey::kIp}, {"skip", MissingKey::kSkip}, {"reject", MissingKey::kReject}});
+      readEnum(*e, l.missing, kMissingKeyNames);
       if (per_known && !api_key) {
         error(e->anchor, entry.path + ".missing: only applies to limits with per: api_key");
       }
@@ -720,17 +717,12 @@ class Loader {
       loadOverrides(*e, l, have_rate);
     }
     if (const Entry* e = view.find("store")) {
-      if (readEnum<StoreKind>(*e, l.store,
-                              {{"local", StoreKind::kLocal}, {"redis", StoreKind::kRedis}}) &&
-          l.store == StoreKind::kRedis) {
+      if (readEnum(*e, l.store, kStoreKindNames) && l.store == StoreKind::kRedis) {
         redis_stores_.push_back(*e);
       }
     }
     if (const Entry* e = view.find("on_store_error")) {
-      readEnum<StoreErrorPolicy>(*e, l.on_store_error,
-                                 {{"local", StoreErrorPolicy::kLocal},
-                                  {"allow", StoreErrorPolicy::kAllow},
-                                  {"deny", StoreErrorPolicy::kDeny}});
+      readEnum(*e, l.on_store_error, kStoreErrorPolicyNames);
     }
   }
 
@@ -786,10 +778,7 @@ class Loader {
     if (const Entry* e = view.find("max_keys")) readInt(*e, l.max_keys, 1, kMaxInt64);
     if (const Entry* e = view.find("response_headers")) readBool(*e, l.response_headers);
     if (const Entry* e = view.find("header_style")) {
-      readEnum<HeaderStyle>(*e, l.header_style,
-                            {{"ietf", HeaderStyle::kIetf},
-                             {"x-ratelimit", HeaderStyle::kXRateLimit},
-                             {"none", HeaderStyle::kNone}});
+      readEnum(*e, l.header_style, kHeaderStyleNames);
     }
   }
 
