@@ -1,6 +1,5 @@
 #include "proxy/config/loader.h"
 
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -20,7 +19,10 @@
 #include <tuple>
 #include <utility>
 
+#include "proxy/config/document.h"
 #include "proxy/config/enum_names.h"
+#include "proxy/config/reader.h"
+#include "proxy/config/suggest.h"
 
 namespace sluice::config {
 namespace {
@@ -30,9 +32,6 @@ constexpr std::int64_t kMaxWorkers = 1024;
 constexpr std::int64_t kMaxPoolSize = 1024;
 constexpr std::int64_t kMaxInt = 2147483647;
 constexpr std::int64_t kMaxInt64 = 9223372036854775807LL;
-constexpr int kMaxDocuments = 64;  // empty documents tolerated before giving up
-
-using Keys = std::span<const std::string_view>;
 
 constexpr std::string_view kRootKeys[] = {"server", "clients", "upstreams", "limits",
                                           "redis",  "limiter", "routes"};
@@ -55,31 +54,6 @@ constexpr std::string_view kLimiterKeys[] = {"sweep_interval", "max_keys", "resp
 constexpr std::string_view kRouteKeys[] = {"name",    "path_prefix", "host",
                                            "methods", "upstream",    "limits"};
 
-// One value of the document with its dotted path for messages
-// ("server.listen", "routes[0].limits[1]") and the position to report when
-// the value itself has none (a null value is reported at its key).
-struct Entry {
-  std::string path;
-  YAML::Node value;
-  YAML::Mark anchor;
-};
-
-// The entries of one YAML map, after unknown and duplicate keys were reported.
-struct MapView {
-  bool valid = false;  // false: not a map (already reported)
-  std::string path;
-  YAML::Mark mark;  // where a missing required key is reported
-  bool is_root = false;
-  std::vector<std::pair<std::string, Entry>> entries;  // document order
-
-  const Entry* find(std::string_view key) const {
-    for (const auto& [name, entry] : entries) {
-      if (name == key) return &entry;
-    }
-    return nullptr;
-  }
-};
-
 // What the route cross-checks need to point back into the document.
 struct RouteInfo {
   std::string path;
@@ -90,91 +64,6 @@ struct RouteInfo {
   std::vector<Entry> limits;
   bool complete = false;  // path_prefix and upstream parsed
 };
-
-// Records where a document starts and whether it holds anything but null;
-// used to walk the documents of a stream without building them.
-class DocumentScan : public YAML::EventHandler {
- public:
-  const YAML::Mark& start() const { return start_; }
-  bool hasContent() const { return content_; }
-
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    start_ = mark;
-    content_ = false;
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { content_ = true; }
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {
-    content_ = true;
-  }
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {
-    content_ = true;
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {
-    content_ = true;
-  }
-  void OnMapEnd() override {}
-
- private:
-  YAML::Mark start_;
-  bool content_ = false;
-};
-
-std::string describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Scalar:
-      return "'" + node.Scalar() + "'";
-    default:
-      return "nothing";
-  }
-}
-
-// Optimal string alignment distance: an adjacent swap ("lsiten") costs one.
-std::size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
-  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.size()][b.size()];
-}
-
-// " (did you mean 'listen'?)" when one candidate is a likely typo of `word`.
-template <typename Range>
-std::string suggestion(std::string_view word, const Range& candidates) {
-  std::string best;
-  std::size_t best_distance = 3;
-  for (const auto& candidate : candidates) {
-    std::size_t distance = editDistance(word, candidate);
-    if (distance < best_distance && distance < word.size()) {
-      best_distance = distance;
-      best = std::string(candidate);
-    }
-  }
-  return best.empty() ? "" : " (did you mean '" + best + "'?)";
-}
-
-std::string joined(const std::vector<std::string>& names) {
-  std::string out;
-  for (const std::string& name : names) out += (out.empty() ? "" : ", ") + name;
-  return out;
-}
 
 bool isTokenChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
@@ -204,341 +93,19 @@ std::string toUpper(std::string text) {
   return text;
 }
 
-class Loader {
+class Loader : private Reader {
  public:
-  explicit Loader(std::string file) : file_(std::move(file)) { config_.file = file_; }
+  explicit Loader(const std::string& file) : Reader(file) { config_.file = file; }
 
   LoadResult run(const std::string& yaml) {
-    try {
-      if (scanDocuments(yaml)) loadRoot(YAML::Load(yaml));
-    } catch (const YAML::Exception& e) {
-      error(e.mark, "YAML syntax error: " + e.msg);
-    } catch (const std::exception& e) {
-      errorWithoutPosition(std::string("cannot load the config: ") + e.what());
-    } catch (...) {
-      errorWithoutPosition("cannot load the config: unknown error");
-    }
-    std::stable_sort(errors_.begin(), errors_.end(),
-                     [](const ConfigError& a, const ConfigError& b) {
-                       return std::tie(a.line, a.column) < std::tie(b.line, b.column);
-                     });
+    loadDocument(yaml, *this, [this](const YAML::Node& root) { loadRoot(root); });
     LoadResult result;
-    result.errors = std::move(errors_);
+    result.errors = takeErrors();
     if (result.errors.empty()) result.config = std::make_shared<const Config>(std::move(config_));
     return result;
   }
 
  private:
-  // Checks the stream holds one document; false when it cannot be loaded.
-  // YAML::LoadAll is not used: on a stray ',' where a document should start,
-  // yaml-cpp 0.7 reports an empty document without consuming anything, and
-  // LoadAll collects empty documents until memory runs out.
-  bool scanDocuments(const std::string& yaml) {
-    std::istringstream in(yaml);
-    YAML::Parser parser(in);
-    DocumentScan scan;
-    if (!parser.HandleNextDocument(scan)) return true;
-    YAML::Mark previous = scan.start();
-    for (int documents = 1; parser.HandleNextDocument(scan); ++documents) {
-      if (scan.start().pos == previous.pos || documents > kMaxDocuments) {
-        auto pos = static_cast<std::size_t>(scan.start().pos);
-        std::string what = pos < yaml.size() ? "'" + std::string(1, yaml[pos]) + "'" : "content";
-        error(scan.start(), "YAML syntax error: unexpected " + what);
-        return false;
-      }
-      if (scan.hasContent()) {
-        error(scan.start(), "a config file holds one YAML document; found a second one");
-        return true;
-      }
-      previous = scan.start();
-    }
-    return true;
-  }
-
-  // ---- error reporting ----
-
-  void error(const YAML::Mark& mark, std::string message) {
-    ConfigError e;
-    e.file = file_;
-    e.line = mark.is_null() ? 1 : mark.line + 1;
-    e.column = mark.is_null() ? 1 : mark.column + 1;
-    e.message = std::move(message);
-    errors_.push_back(std::move(e));
-  }
-
-  void errorWithoutPosition(std::string message) {
-    errors_.push_back(ConfigError{file_, 0, 0, std::move(message)});
-  }
-
-  static YAML::Mark markOf(const Entry& entry) {
-    if (entry.value.IsDefined() && !entry.value.IsNull() && !entry.value.Mark().is_null()) {
-      return entry.value.Mark();
-    }
-    return entry.anchor;
-  }
-
-  // Reports at the value (or its key when the value is empty), prefixed by its path.
-  void error(const Entry& entry, const std::string& message) {
-    error(markOf(entry), entry.path + ": " + message);
-  }
-
-  // ---- structure ----
-
-  // Opens a map; null counts as an empty map. With `known` keys, every other
-  // key is an error; with none, any key is a name (upstreams, limits).
-  MapView openMap(const Entry& entry, Keys known, bool is_root = false) {
-    MapView view;
-    view.path = entry.path;
-    view.mark = is_root ? YAML::Mark() : markOf(entry);
-    view.is_root = is_root;
-    const YAML::Node& node = entry.value;
-    if (!node.IsDefined() || node.IsNull()) {
-      view.valid = true;
-      return view;
-    }
-    if (!node.IsMap()) {
-      if (is_root) {
-        error(node.Mark(), "expected a map of settings at the top level, got " + describe(node));
-      } else {
-        error(entry, "expected a map, got " + describe(node));
-      }
-      return view;
-    }
-    view.valid = true;
-    std::set<std::string> seen;
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      // Copies: the iterator's `->` hands out a temporary pair.
-      YAML::Node key = it->first;
-      YAML::Node value = it->second;
-      if (!key.IsScalar()) {
-        error(key.Mark(), "keys must be plain strings, got " + describe(key));
-        continue;
-      }
-      std::string name = key.Scalar();
-      std::string where = is_root ? "at the top level" : "in " + entry.path;
-      if (!seen.insert(name).second) {
-        error(key.Mark(), "duplicate key '" + name + "' " + where);
-        continue;
-      }
-      if (known.size() != 0 && std::find(known.begin(), known.end(), name) == known.end()) {
-        error(key.Mark(), "unknown key '" + name + "' " + where + suggestion(name, known));
-        continue;
-      }
-      std::string path = is_root ? name : entry.path + "." + name;
-      view.entries.emplace_back(name, Entry{path, value, key.Mark()});
-    }
-    return view;
-  }
-
-  // A key that must be present; missing is reported at the parent map (1:1 at the root).
-  const Entry* require(const MapView& view, std::string_view key) {
-    const Entry* entry = view.find(key);
-    if (entry == nullptr && view.valid) {
-      std::string where = view.is_root ? "" : " in " + view.path;
-      error(view.mark, "missing required key '" + std::string(key) + "'" + where);
-    }
-    return entry;
-  }
-
-  // Calls `visit` for each item of a list; null counts as an empty list.
-  template <typename Visit>
-  bool forEachItem(const Entry& entry, Visit visit) {
-    const YAML::Node& node = entry.value;
-    if (!node.IsDefined() || node.IsNull()) return true;
-    if (!node.IsSequence()) {
-      error(entry, "expected a list, got " + describe(node));
-      return false;
-    }
-    std::size_t index = 0;
-    for (auto it = node.begin(); it != node.end(); ++it, ++index) {
-      YAML::Node item = *it;
-      YAML::Mark mark = item.Mark().is_null() || item.IsNull() ? markOf(entry) : item.Mark();
-      visit(Entry{entry.path + "[" + std::to_string(index) + "]", item, mark});
-    }
-    return true;
-  }
-
-  // ---- scalars ----
-
-  std::optional<std::string> scalar(const Entry& entry, std::string_view expected) {
-    if (entry.value.IsScalar()) return entry.value.Scalar();
-    error(entry, "expected " + std::string(expected) + ", got " + describe(entry.value));
-    return std::nullopt;
-  }
-
-  std::optional<std::string> readString(const Entry& entry) { return scalar(entry, "a string"); }
-
-  bool readBool(const Entry& entry, bool& out) {
-    auto text = scalar(entry, "true or false");
-    if (!text) return false;
-    if (*text == "true" || *text == "True" || *text == "TRUE") {
-      out = true;
-    } else if (*text == "false" || *text == "False" || *text == "FALSE") {
-      out = false;
-    } else {
-      error(entry, "expected true or false, got '" + *text + "'");
-      return false;
-    }
-    return true;
-  }
-
-  std::optional<std::int64_t> readInt(const Entry& entry, std::int64_t min, std::int64_t max) {
-    auto text = scalar(entry, "an integer");
-    if (!text) return std::nullopt;
-    std::int64_t value = 0;
-    const char* end = text->data() + text->size();
-    auto [ptr, ec] = std::from_chars(text->data(), end, value);
-    if (ec == std::errc::result_out_of_range) {
-      error(entry, "'" + *text + "' is out of range");
-      return std::nullopt;
-    }
-    if (ec != std::errc() || ptr != end) {
-      error(entry, "expected an integer, got '" + *text + "'");
-      return std::nullopt;
-    }
-    if (value < min) {
-      error(entry, "must be at least " + std::to_string(min) + ", got " + *text);
-      return std::nullopt;
-    }
-    if (value > max) {
-      error(entry, "must be at most " + std::to_string(max) + ", got " + *text);
-      return std::nullopt;
-    }
-    return value;
-  }
-
-  template <typename T>
-  bool readInt(const Entry& entry, T& out, std::int64_t min, std::int64_t max) {
-    auto value = readInt(entry, min, max);
-    if (value) out = static_cast<T>(*value);
-    return value.has_value();
-  }
-
-  bool readBurst(const Entry& entry, double& out) {
-    auto text = scalar(entry, "a number");
-    if (!text) return false;
-    double value = 0;
-    const char* end = text->data() + text->size();
-    auto [ptr, ec] = std::from_chars(text->data(), end, value);
-    if (ec != std::errc() || ptr != end || !std::isfinite(value)) {
-      error(entry, "expected a number, got '" + *text + "'");
-      return false;
-    }
-    if (value < 1) {
-      error(entry, "burst must be at least 1, got " + *text);
-      return false;
-    }
-    out = value;
-    return true;
-  }
-
-  enum class Zero { kAllowed, kRejected };
-
-  bool readDuration(const Entry& entry, Duration& out, Zero zero = Zero::kRejected) {
-    auto text = scalar(entry, "a duration such as 10s");
-    if (!text) return false;
-    auto parsed = parseDuration(*text);
-    if (!parsed) {
-      error(entry, parsed.error);
-      return false;
-    }
-    if (zero == Zero::kRejected && parsed.value->nanos == 0) {
-      error(entry, "duration must be above zero");
-      return false;
-    }
-    out = *parsed.value;
-    return true;
-  }
-
-  bool readSize(const Entry& entry, std::uint64_t& out, std::uint64_t min) {
-    auto text = scalar(entry, "a size such as 16KiB");
-    if (!text) return false;
-    auto parsed = parseSize(*text);
-    if (!parsed) {
-      error(entry, parsed.error);
-      return false;
-    }
-    if (*parsed.value < min) {
-      error(entry, "size must be at least " + std::to_string(min) + " bytes");
-      return false;
-    }
-    out = *parsed.value;
-    return true;
-  }
-
-  bool readRate(const Entry& entry, Rate& out) {
-    auto text = scalar(entry, "a rate such as 100/s");
-    if (!text) return false;
-    auto parsed = parseRate(*text);
-    if (!parsed) {
-      error(entry, parsed.error);
-      return false;
-    }
-    out = *parsed.value;
-    return true;
-  }
-
-  enum class Port { kZeroAllowed, kZeroRejected };
-
-  bool readAddress(const Entry& entry, Address& out, Port port) {
-    auto text = scalar(entry, "an address HOST:PORT");
-    if (!text) return false;
-    auto parsed = parseAddress(*text);
-    if (!parsed) {
-      error(entry, parsed.error);
-      return false;
-    }
-    if (port == Port::kZeroRejected && parsed.value->port == 0) {
-      error(entry, "port 0 is only allowed for listeners");
-      return false;
-    }
-    out = *parsed.value;
-    return true;
-  }
-
-  bool readCidrs(const Entry& entry, std::vector<Cidr>& out) {
-    std::vector<Cidr> cidrs;
-    bool items_ok = true;
-    bool is_list = forEachItem(entry, [&](const Entry& item) {
-      auto text = scalar(item, "a CIDR such as 10.0.0.0/8");
-      if (!text) {
-        items_ok = false;
-        return;
-      }
-      auto parsed = parseCidr(*text);
-      if (!parsed) {
-        error(item, parsed.error);
-        items_ok = false;
-        return;
-      }
-      cidrs.push_back(*parsed.value);
-    });
-    if (!is_list || !items_ok) return false;
-    out = std::move(cidrs);
-    return true;
-  }
-
-  // The index of the entry's text in `names`; any other text is reported with the choices.
-  std::optional<std::size_t> readChoice(const Entry& entry, const std::vector<std::string>& names) {
-    std::string expected = "one of " + joined(names);
-    auto text = scalar(entry, expected);
-    if (!text) return std::nullopt;
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == *text) return i;
-    }
-    error(entry, "expected " + expected + ", got '" + *text + "'" + suggestion(*text, names));
-    return std::nullopt;
-  }
-
-  template <typename T, std::size_t N>
-  bool readEnum(const Entry& entry, T& out, const EnumName<T> (&table)[N]) {
-    std::vector<std::string> names;
-    for (const EnumName<T>& choice : table) names.emplace_back(choice.name);
-    auto index = readChoice(entry, names);
-    if (index) out = table[*index].value;
-    return index.has_value();
-  }
-
   // ---- sections ----
 
   void loadRoot(const YAML::Node& root) {
@@ -950,9 +517,7 @@ class Loader {
     }
   }
 
-  std::string file_;
   Config config_;
-  std::vector<ConfigError> errors_;
   std::vector<RouteInfo> routes_;    // parallel to config_.routes
   std::vector<Entry> redis_stores_;  // `store: redis` values, checked against redis:
   bool upstreams_defined_ = false;   // upstreams is a non-empty map
