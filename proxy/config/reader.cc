@@ -174,63 +174,55 @@ bool Reader::readBurst(const Entry& entry, double& out) {
   return true;
 }
 
-bool Reader::readDuration(const Entry& entry, Duration& out, Zero zero) {
-  auto text = scalar(entry, "a duration such as 10s");
-  if (!text) return false;
-  auto parsed = parseDuration(*text);
+template <typename T>
+std::optional<T> Reader::parseScalar(const Entry& entry, std::string_view expected,
+                                     Parsed<T> (*parse)(std::string_view)) {
+  auto text = scalar(entry, expected);
+  if (!text) return std::nullopt;
+  Parsed<T> parsed = parse(*text);
   if (!parsed) {
     error(entry, parsed.error);
-    return false;
+    return std::nullopt;
   }
-  if (zero == Zero::kRejected && parsed.value->nanos == 0) {
+  return parsed.value;
+}
+
+bool Reader::readDuration(const Entry& entry, Duration& out, Zero zero) {
+  auto value = parseScalar(entry, "a duration such as 10s", parseDuration);
+  if (!value) return false;
+  if (zero == Zero::kRejected && value->nanos == 0) {
     error(entry, "duration must be above zero");
     return false;
   }
-  out = *parsed.value;
+  out = *value;
   return true;
 }
 
 bool Reader::readSize(const Entry& entry, std::uint64_t& out, std::uint64_t min) {
-  auto text = scalar(entry, "a size such as 16KiB");
-  if (!text) return false;
-  auto parsed = parseSize(*text);
-  if (!parsed) {
-    error(entry, parsed.error);
-    return false;
-  }
-  if (*parsed.value < min) {
+  auto value = parseScalar(entry, "a size such as 16KiB", parseSize);
+  if (!value) return false;
+  if (*value < min) {
     error(entry, "size must be at least " + std::to_string(min) + " bytes");
     return false;
   }
-  out = *parsed.value;
+  out = *value;
   return true;
 }
 
 bool Reader::readRate(const Entry& entry, Rate& out) {
-  auto text = scalar(entry, "a rate such as 100/s");
-  if (!text) return false;
-  auto parsed = parseRate(*text);
-  if (!parsed) {
-    error(entry, parsed.error);
-    return false;
-  }
-  out = *parsed.value;
-  return true;
+  auto value = parseScalar(entry, "a rate such as 100/s", parseRate);
+  if (value) out = *value;
+  return value.has_value();
 }
 
 bool Reader::readAddress(const Entry& entry, Address& out, Port port) {
-  auto text = scalar(entry, "an address HOST:PORT");
-  if (!text) return false;
-  auto parsed = parseAddress(*text);
-  if (!parsed) {
-    error(entry, parsed.error);
-    return false;
-  }
-  if (port == Port::kZeroRejected && parsed.value->port == 0) {
+  auto value = parseScalar(entry, "an address HOST:PORT", parseAddress);
+  if (!value) return false;
+  if (port == Port::kZeroRejected && value->port == 0) {
     error(entry, "port 0 is only allowed for listeners");
     return false;
   }
-  out = *parsed.value;
+  out = *value;
   return true;
 }
 
@@ -238,18 +230,12 @@ bool Reader::readCidrs(const Entry& entry, std::vector<Cidr>& out) {
   std::vector<Cidr> cidrs;
   bool items_ok = true;
   bool is_list = forEachItem(entry, [&](const Entry& item) {
-    auto text = scalar(item, "a CIDR such as 10.0.0.0/8");
-    if (!text) {
+    auto cidr = parseScalar(item, "a CIDR such as 10.0.0.0/8", parseCidr);
+    if (cidr) {
+      cidrs.push_back(*cidr);
+    } else {
       items_ok = false;
-      return;
     }
-    auto parsed = parseCidr(*text);
-    if (!parsed) {
-      error(item, parsed.error);
-      items_ok = false;
-      return;
-    }
-    cidrs.push_back(*parsed.value);
   });
   if (!is_list || !items_ok) return false;
   out = std::move(cidrs);

@@ -145,6 +145,11 @@ class Reader {
   }
 
  private:
+  // The entry's text run through `parse` (values.h); its error is reported at the entry.
+  template <typename T>
+  std::optional<T> parseScalar(const Entry& entry, std::string_view expected,
+                               Parsed<T> (*parse)(std::string_view));
+
   std::string file_;
   std::vector<ConfigError> errors_;
 };
