@@ -10,8 +10,8 @@ namespace sluice::http {
 namespace {
 
 using testing::caseName;
-using testing::parseHead;
 using testing::ParsedHead;
+using testing::parseHead;
 
 // ---- buildUpstreamHead ----------------------------------------------------
 
@@ -52,32 +52,35 @@ INSTANTIATE_TEST_SUITE_P(
                      "GET /a?q=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n"
                      "X-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\n"
                      "X-Forwarded-Host: example.com\r\nX-Request-Id: rid-1\r\n\r\n"},
-        UpstreamCase{"HopByHopFieldsAreDropped",
-                     "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n"
-                     "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"
-                     "Trailer: X-T\r\nUpgrade: h2c\r\nProxy-Authorization: Basic eA==\r\n"
-                     "Accept: */*\r\n\r\n",
-                     "/", false, "http",
-                     "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.7\r\n"
-                     "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
-        UpstreamCase{"FieldsNamedByConnectionAreDroppedWhateverTheirCase",
-                     "GET / HTTP/1.1\r\nHost: h\r\nConnection: close, x-secret\r\n"
-                     "Connection: X-Other\r\nX-Secret: 1\r\nX-Other: 2\r\nX-Kept: 3\r\n\r\n",
-                     "/", false, "http",
-                     "GET / HTTP/1.1\r\nHost: h\r\nX-Kept: 3\r\nX-Forwarded-For: 10.0.0.7\r\n"
-                     "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
-        UpstreamCase{"OneForwardedForLineGetsThePeerAppended",
-                     "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n", "/", false,
-                     "http",
-                     "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1, 10.0.0.7\r\n"
-                     "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
-        UpstreamCase{"SeveralForwardedForLinesAreJoinedInOrder",
-                     "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: h\r\n"
-                     "X-Forwarded-For: 2.2.2.2, 3.3.3.3\r\nx-forwarded-for: 4.4.4.4\r\n\r\n",
-                     "/", false, "http",
-                     "GET / HTTP/1.1\r\nHost: h\r\n"
-                     "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 4.4.4.4, 10.0.0.7\r\n"
-                     "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
+        UpstreamCase{
+            "HopByHopFieldsAreDropped",
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n"
+            "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"
+            "Trailer: X-T\r\nUpgrade: h2c\r\nProxy-Authorization: Basic eA==\r\n"
+            "Accept: */*\r\n\r\n",
+            "/", false, "http",
+            "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.7\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
+        UpstreamCase{
+            "FieldsNamedByConnectionAreDroppedWhateverTheirCase",
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: close, x-secret\r\n"
+            "Connection: X-Other\r\nX-Secret: 1\r\nX-Other: 2\r\nX-Kept: 3\r\n\r\n",
+            "/", false, "http",
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Kept: 3\r\nX-Forwarded-For: 10.0.0.7\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
+        UpstreamCase{
+            "OneForwardedForLineGetsThePeerAppended",
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n", "/", false, "http",
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1, 10.0.0.7\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
+        UpstreamCase{
+            "SeveralForwardedForLinesAreJoinedInOrder",
+            "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: h\r\n"
+            "X-Forwarded-For: 2.2.2.2, 3.3.3.3\r\nx-forwarded-for: 4.4.4.4\r\n\r\n",
+            "/", false, "http",
+            "GET / HTTP/1.1\r\nHost: h\r\n"
+            "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 4.4.4.4, 10.0.0.7\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
         UpstreamCase{"ClientForwardedProtoAndHostAreReplaced",
                      "GET / HTTP/1.1\r\nHost: real.example\r\nX-Forwarded-Proto: gopher\r\n"
                      "X-Forwarded-Host: evil.example\r\n\r\n",
@@ -85,31 +88,33 @@ INSTANTIATE_TEST_SUITE_P(
                      "GET / HTTP/1.1\r\nHost: real.example\r\nX-Forwarded-For: 10.0.0.7\r\n"
                      "X-Forwarded-Proto: https\r\nX-Forwarded-Host: real.example\r\n"
                      "X-Request-Id: rid-1\r\n\r\n"},
-        UpstreamCase{"ClientRequestIdIsReplaced",
-                     "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: from-client\r\n\r\n", "/", false,
-                     "http",
-                     "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.7\r\n"
-                     "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
+        UpstreamCase{
+            "ClientRequestIdIsReplaced",
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: from-client\r\n\r\n", "/", false, "http",
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.7\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
         UpstreamCase{"Http10ClientIsForwardedAs10WithoutForwardedHost",
                      "GET /old HTTP/1.0\r\nAccept: */*\r\n\r\n", "/old", true, "http",
                      "GET /old HTTP/1.0\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.7\r\n"
                      "X-Forwarded-Proto: http\r\nX-Request-Id: rid-1\r\n\r\n"},
-        UpstreamCase{"ChunkedFramingIsKept",
-                     "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
-                     "Content-Type: text/plain\r\n\r\n",
-                     "/up", false, "http",
-                     "POST /up HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n"
-                     "X-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n"
-                     "X-Request-Id: rid-1\r\nTransfer-Encoding: chunked\r\n\r\n"},
-        UpstreamCase{"ContentLengthIsKept",
-                     "PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", "/k", false,
-                     "http",
-                     "PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX-Forwarded-For: 10.0.0.7\r\n"
-                     "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
-        UpstreamCase{"TheTargetPassedInIsSentNotTheRawOne",
-                     "GET /a/../b//c HTTP/1.1\r\nHost: h\r\n\r\n", "/b/c", false, "http",
-                     "GET /b/c HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.7\r\n"
-                     "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"}),
+        UpstreamCase{
+            "ChunkedFramingIsKept",
+            "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: text/plain\r\n\r\n",
+            "/up", false, "http",
+            "POST /up HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n"
+            "X-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n"
+            "X-Request-Id: rid-1\r\nTransfer-Encoding: chunked\r\n\r\n"},
+        UpstreamCase{
+            "ContentLengthIsKept", "PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", "/k",
+            false, "http",
+            "PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX-Forwarded-For: 10.0.0.7\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"},
+        UpstreamCase{
+            "TheTargetPassedInIsSentNotTheRawOne", "GET /a/../b//c HTTP/1.1\r\nHost: h\r\n\r\n",
+            "/b/c", false, "http",
+            "GET /b/c HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.7\r\n"
+            "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\nX-Request-Id: rid-1\r\n\r\n"}),
     caseName<UpstreamCase>);
 
 // Disabled: fails. buildUpstreamHead keeps only the first 8 names of the
@@ -163,27 +168,60 @@ constexpr const char* kCloseDelimited = "HTTP/1.1 200 OK\r\nContent-Type: text/p
 
 INSTANTIATE_TEST_SUITE_P(
     Responses, ResponseFramingTest,
-    ::testing::Values(
-        FramingCase{"ContentLengthPassesThrough", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
-                    false, false, false, {false, false, false}},
-        FramingCase{"ChunkedPassesThrough",
-                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, false, false,
-                    {false, false, false}},
-        FramingCase{"CloseDelimitedIsRechunkedFor11", kCloseDelimited, false, false, false,
-                    {false, true, false}},
-        FramingCase{"CloseDelimitedClosesAn10Client", kCloseDelimited, false, true, false,
-                    {false, false, true}},
-        FramingCase{"HeadRequestHasNoBody", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true,
-                    false, false, {true, false, false}},
-        FramingCase{"HeadRequestCloseDelimitedIsNotRechunked", kCloseDelimited, true, false, false,
-                    {true, false, false}},
-        FramingCase{"NoContentHasNoBody", "HTTP/1.1 204 No Content\r\n\r\n", false, false, false,
-                    {true, false, false}},
-        FramingCase{"NotModifiedHasNoBody", "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
-                    false, false, false, {true, false, false}},
-        FramingCase{"ClosingConnectionStaysClosing",
-                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, false, true,
-                    {false, false, true}}),
+    ::testing::Values(FramingCase{"ContentLengthPassesThrough",
+                                  "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                                  false,
+                                  false,
+                                  false,
+                                  {false, false, false}},
+                      FramingCase{"ChunkedPassesThrough",
+                                  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                  false,
+                                  false,
+                                  false,
+                                  {false, false, false}},
+                      FramingCase{"CloseDelimitedIsRechunkedFor11",
+                                  kCloseDelimited,
+                                  false,
+                                  false,
+                                  false,
+                                  {false, true, false}},
+                      FramingCase{"CloseDelimitedClosesAn10Client",
+                                  kCloseDelimited,
+                                  false,
+                                  true,
+                                  false,
+                                  {false, false, true}},
+                      FramingCase{"HeadRequestHasNoBody",
+                                  "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+                                  true,
+                                  false,
+                                  false,
+                                  {true, false, false}},
+                      FramingCase{"HeadRequestCloseDelimitedIsNotRechunked",
+                                  kCloseDelimited,
+                                  true,
+                                  false,
+                                  false,
+                                  {true, false, false}},
+                      FramingCase{"NoContentHasNoBody",
+                                  "HTTP/1.1 204 No Content\r\n\r\n",
+                                  false,
+                                  false,
+                                  false,
+                                  {true, false, false}},
+                      FramingCase{"NotModifiedHasNoBody",
+                                  "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+                                  false,
+                                  false,
+                                  false,
+                                  {true, false, false}},
+                      FramingCase{"ClosingConnectionStaysClosing",
+                                  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                                  false,
+                                  false,
+                                  true,
+                                  {false, false, true}}),
     caseName<FramingCase>);
 
 // ---- buildResponseHead ----------------------------------------------------
@@ -217,41 +255,55 @@ INSTANTIATE_TEST_SUITE_P(
     Responses, ResponseHeadTest,
     ::testing::Values(
         ResponseCase{"Http10StatusLineBecomes11WithItsCodeAndReason",
-                     "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", {false, false, false}, "",
+                     "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n",
+                     {false, false, false},
+                     "",
                      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-Id: rid-2\r\n\r\n"},
-        ResponseCase{"UnusualReasonIsKept",
-                     "HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n",
-                     {false, false, false}, "",
-                     "HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\nX-Request-Id: rid-2\r\n\r\n"},
+        ResponseCase{
+            "UnusualReasonIsKept",
+            "HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n",
+            {false, false, false},
+            "",
+            "HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\nX-Request-Id: rid-2\r\n\r\n"},
         ResponseCase{"HopByHopAndConnectionNamedFieldsAreDropped",
                      "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n"
                      "Proxy-Authenticate: Basic\r\nUpgrade: h2c\r\nTrailer: X-T\r\nx-hop: 1\r\n"
                      "Content-Length: 0\r\n\r\n",
-                     {false, false, false}, "",
+                     {false, false, false},
+                     "",
                      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Request-Id: rid-2\r\n\r\n"},
         ResponseCase{"UpstreamRequestIdIsReplaced",
                      "HTTP/1.1 200 OK\r\nX-Request-Id: upstream-id\r\nContent-Length: 0\r\n\r\n",
-                     {false, false, false}, "",
+                     {false, false, false},
+                     "",
                      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Request-Id: rid-2\r\n\r\n"},
-        ResponseCase{"ChunkedUpstreamStaysChunked",
-                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                     {false, false, false}, "",
-                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Request-Id: rid-2\r\n\r\n"},
-        ResponseCase{"RechunkedBodyIsAnnouncedAsChunked", kCloseDelimited, {false, true, false},
+        ResponseCase{
+            "ChunkedUpstreamStaysChunked",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            {false, false, false},
+            "",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Request-Id: rid-2\r\n\r\n"},
+        ResponseCase{"RechunkedBodyIsAnnouncedAsChunked",
+                     kCloseDelimited,
+                     {false, true, false},
                      "",
                      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
                      "X-Request-Id: rid-2\r\n\r\n"},
         ResponseCase{"BodilessResponseAnnouncesNoChunking",
                      "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
-                     {true, false, false}, "",
+                     {true, false, false},
+                     "",
                      "HTTP/1.1 204 No Content\r\nX-Request-Id: rid-2\r\n\r\n"},
         ResponseCase{"ClosingAddsConnectionClose",
                      "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
-                     {false, false, true}, "",
+                     {false, false, true},
+                     "",
                      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n"
                      "X-Request-Id: rid-2\r\n\r\n"},
-        ResponseCase{"ExtraHeadersComeLast", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-                     {false, false, false}, "RateLimit: \"per_ip\";r=3\r\n",
+        ResponseCase{"ExtraHeadersComeLast",
+                     "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                     {false, false, false},
+                     "RateLimit: \"per_ip\";r=3\r\n",
                      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Request-Id: rid-2\r\n"
                      "RateLimit: \"per_ip\";r=3\r\n\r\n"}),
     caseName<ResponseCase>);

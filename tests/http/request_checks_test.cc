@@ -10,8 +10,8 @@ namespace sluice::http {
 namespace {
 
 using testing::caseName;
-using testing::parseHead;
 using testing::ParsedHead;
+using testing::parseHead;
 
 constexpr std::uint64_t kMaxHead = 64;  // max_header_bytes: the request line may be 32
 
@@ -49,12 +49,10 @@ TEST_P(HeadSizeTest, AnswersWithTheRightStatus) {
 INSTANTIATE_TEST_SUITE_P(
     Limits, HeadSizeTest,
     ::testing::Values(
-        SizeCase{"MethodAndTargetAtHalfTheLimitPass", requestLine(32) + "Host: x\r\n\r\n", true,
-                 0},
-        SizeCase{"MethodAndTargetOverHalfTheLimitAre414", requestLine(33) + "Host: x\r\n\r\n",
-                 true, 414},
-        SizeCase{"LongRequestLineIs414WhileIncomplete", "GET /" + std::string(29, 'a'), false,
+        SizeCase{"MethodAndTargetAtHalfTheLimitPass", requestLine(32) + "Host: x\r\n\r\n", true, 0},
+        SizeCase{"MethodAndTargetOverHalfTheLimitAre414", requestLine(33) + "Host: x\r\n\r\n", true,
                  414},
+        SizeCase{"LongRequestLineIs414WhileIncomplete", "GET /" + std::string(29, 'a'), false, 414},
         SizeCase{"RequestLineAtHalfTheLimitWaitsWhileIncomplete", "GET /" + std::string(28, 'a'),
                  false, 0},
         SizeCase{"HeadExactlyAtTheLimitPasses", headOf(64), true, 0},
