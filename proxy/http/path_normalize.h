@@ -26,9 +26,10 @@
 // encoded and are not segment separators, so dot segments around them are
 // data (`/a%2F..%2Fb` is forwarded as is). `route` is what routes match: %2F
 // read as '/', %5C as '\', then dot segments removed and '/' runs merged again
-// with '/' as the only separator, i.e. the path an origin that decodes %2F
-// would serve. So `/a%2F..%2Fadmin%2Fx` routes as `/admin/x` and a limit on
-// `/admin/` covers it; `\` is never a separator (SPEC §12 reads %5C as '\').
+// with '/' as the only separator, i.e. the forwarded path as an origin that
+// decodes %2F would serve it. So `/a%2F..%2Fadmin%2Fx` routes as `/admin/x`
+// and a limit on `/admin/` covers it; `\` is never a separator (SPEC §12
+// reads %5C as '\').
 // Both views are normal: normalizing either again changes nothing.
 
 #include <cstdint>
