@@ -38,7 +38,8 @@ constexpr std::string_view kRootKeys[] = {"server", "clients", "upstreams", "lim
 constexpr std::string_view kServerKeys[] = {
     "listen",         "admin_listen",   "workers",      "max_connections",
     "header_timeout", "idle_timeout",   "body_timeout", "max_header_bytes",
-    "max_body_bytes", "shutdown_grace", "access_log",   "access_log_format"};
+    "max_body_bytes", "shutdown_grace", "access_log",   "access_log_format",
+    "normalize_path"};
 constexpr std::string_view kClientsKeys[] = {"trusted_proxies", "ipv4_prefix", "ipv6_prefix",
                                              "api_key"};
 constexpr std::string_view kApiKeyKeys[] = {"header", "query"};
@@ -596,6 +597,7 @@ class Loader {
         s.access_log_format = format;
       }
     }
+    if (const Entry* e = view.find("normalize_path")) readBool(*e, s.normalize_path);
   }
 
   void loadClients(const Entry& entry) {
