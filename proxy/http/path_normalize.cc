@@ -19,14 +19,15 @@ constexpr std::array<std::uint8_t, 256> kByteClass = [] {
   return t;
 }();
 
-// Hex digit value, -1 for anything else.
-constexpr std::array<std::int8_t, 256> kHexValue = [] {
-  std::array<std::int8_t, 256> t{};
-  t.fill(-1);
-  for (int c = 0; c < 10; ++c) t['0' + c] = static_cast<std::int8_t>(c);
+// Hex digit value, kNotHex for anything else.
+constexpr std::uint8_t kNotHex = 0xff;
+constexpr std::array<std::uint8_t, 256> kHexValue = [] {
+  std::array<std::uint8_t, 256> t{};
+  t.fill(kNotHex);
+  for (int c = 0; c < 10; ++c) t['0' + c] = static_cast<std::uint8_t>(c);
   for (int c = 0; c < 6; ++c) {
-    t['A' + c] = static_cast<std::int8_t>(10 + c);
-    t['a' + c] = static_cast<std::int8_t>(10 + c);
+    t['A' + c] = static_cast<std::uint8_t>(10 + c);
+    t['a' + c] = static_cast<std::uint8_t>(10 + c);
   }
   return t;
 }();
@@ -51,9 +52,9 @@ bool isDotSegment(const char* s, std::size_t len) {
 // follow within `left` bytes.
 int escapeValue(const char* s, std::size_t left) {
   if (left < 3) return -1;
-  int hi = kHexValue[static_cast<unsigned char>(s[1])];
-  int lo = kHexValue[static_cast<unsigned char>(s[2])];
-  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+  const std::uint8_t hi = kHexValue[static_cast<unsigned char>(s[1])];
+  const std::uint8_t lo = kHexValue[static_cast<unsigned char>(s[2])];
+  return hi == kNotHex || lo == kNotHex ? -1 : hi * 16 + lo;
 }
 
 enum class Scan { kNormal, kNormalWithEscapedSeparator, kNeedsWork, kControl, kBadEscape };
