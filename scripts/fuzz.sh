@@ -23,7 +23,7 @@ bash scripts/setup.sh  # lists clang-14 and libclang-rt-14-dev
 
 build="${FUZZ_BUILD_DIR:-build-fuzz}"
 all_targets=(request_parser_fuzz response_parser_fuzz chunked_body_fuzz
-             client_ip_fuzz values_fuzz config_loader_fuzz)
+             client_ip_fuzz values_fuzz config_loader_fuzz path_normalize_fuzz)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 jobs="${FUZZ_JOBS:-$(nproc)}"
 
@@ -36,6 +36,7 @@ dict_for() {
     request_parser_fuzz | response_parser_fuzz | chunked_body_fuzz) echo fuzz/http.dict ;;
     client_ip_fuzz) echo fuzz/addresses.dict ;;
     config_loader_fuzz) echo fuzz/config.dict ;;
+    path_normalize_fuzz) echo fuzz/path.dict ;;
     *) echo "" ;;
   esac
 }

@@ -26,6 +26,7 @@ struct ServerConfig {
   Duration shutdown_grace = Duration::seconds(20);
   std::string access_log;                    // "" off | "stderr" | path
   std::string access_log_format = "logfmt";  // logfmt | json
+  bool normalize_path = true;  // SPEC §12: route and forward http::normalizePath's views
 };
 
 struct ApiKeyConfig {

@@ -19,7 +19,8 @@ constexpr std::int64_t kMaxWorkers = 1024;
 constexpr std::string_view kServerKeys[] = {
     "listen",         "admin_listen",   "workers",      "max_connections",
     "header_timeout", "idle_timeout",   "body_timeout", "max_header_bytes",
-    "max_body_bytes", "shutdown_grace", "access_log",   "access_log_format"};
+    "max_body_bytes", "shutdown_grace", "access_log",   "access_log_format",
+    "normalize_path"};
 constexpr std::string_view kClientsKeys[] = {"trusted_proxies", "ipv4_prefix", "ipv6_prefix",
                                              "api_key"};
 constexpr std::string_view kApiKeyKeys[] = {"header", "query"};
@@ -98,6 +99,7 @@ void loadServer(Reader& reader, const Entry& entry, ServerConfig& s) {
     const std::vector<std::string> formats = {"logfmt", "json"};
     if (auto index = reader.readChoice(*e, formats)) s.access_log_format = formats[*index];
   }
+  if (const Entry* e = view.find("normalize_path")) reader.readBool(*e, s.normalize_path);
 }
 
 void loadClients(Reader& reader, const Entry& entry, ClientsConfig& c) {

@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "proxy/http/path_normalize.h"
+
 namespace sluice::routing {
 namespace {
 
@@ -24,6 +26,12 @@ std::string_view stripPort(std::string_view host) {
   return colon == std::string_view::npos ? host : host.substr(0, colon);
 }
 
+std::string_view hostForMatching(std::string_view host) {
+  std::string_view bare = stripPort(host);
+  if (bare.size() > 1 && bare.back() == '.') bare.remove_suffix(1);
+  return bare;
+}
+
 std::string_view requestPath(std::string_view target) {
   if (!target.empty() && target.front() != '/') {
     // absolute-form: scheme://authority/path?query
@@ -37,14 +45,21 @@ std::string_view requestPath(std::string_view target) {
   return q == std::string_view::npos ? target : target.substr(0, q);
 }
 
-RouteTable::RouteTable(const std::vector<config::RouteConfig>& routes) {
+RouteTable::RouteTable(const std::vector<config::RouteConfig>& routes, PrefixForm prefixes) {
   routes_.reserve(routes.size());
+  http::PathBuffers buffers;
   for (std::size_t i = 0; i < routes.size(); ++i) {
     const auto& rc = routes[i];
     Route r;
     r.name = rc.name.empty() ? rc.path_prefix : rc.name;
     r.path_prefix = rc.path_prefix;
-    for (char c : rc.host) r.host.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    if (prefixes == PrefixForm::kNormalized) {
+      http::NormalizedPath n = http::normalizePath(rc.path_prefix, buffers);
+      if (n.ok()) r.path_prefix = n.route;
+    }
+    for (char c : hostForMatching(rc.host)) {
+      r.host.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    }
     for (const auto& m : rc.methods) {
       std::string up;
       for (char c : m) up.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
@@ -57,7 +72,7 @@ RouteTable::RouteTable(const std::vector<config::RouteConfig>& routes) {
 
 const Route* RouteTable::match(std::string_view path, std::string_view host,
                                std::string_view method) const {
-  std::string_view bare_host = stripPort(host);
+  std::string_view bare_host = hostForMatching(host);
   for (const Route& r : routes_) {
     if (!path.starts_with(r.path_prefix)) continue;
     if (!r.host.empty() && !hostEquals(bare_host, r.host)) continue;

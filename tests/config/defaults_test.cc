@@ -32,6 +32,7 @@ TEST(Defaults, MinimalConfigGetsEverySpecDefault) {
   EXPECT_EQ(c.server.shutdown_grace, Duration::seconds(20));
   EXPECT_EQ(c.server.access_log, "");
   EXPECT_EQ(c.server.access_log_format, "logfmt");
+  EXPECT_TRUE(c.server.normalize_path);
 
   EXPECT_TRUE(c.clients.trusted_proxies.empty());
   EXPECT_EQ(c.clients.ipv4_prefix, 32);
@@ -117,6 +118,7 @@ server:
   shutdown_grace: 1h
   access_log: /var/log/sluice/access.log
   access_log_format: json
+  normalize_path: false
 clients:
   trusted_proxies: [10.0.0.0/8, "2001:db8::/32"]
   ipv4_prefix: 24
@@ -177,6 +179,7 @@ routes:
   EXPECT_EQ(c.server.shutdown_grace, Duration::seconds(3600));
   EXPECT_EQ(c.server.access_log, "/var/log/sluice/access.log");
   EXPECT_EQ(c.server.access_log_format, "json");
+  EXPECT_FALSE(c.server.normalize_path);
 
   ASSERT_EQ(c.clients.trusted_proxies.size(), 2u);
   EXPECT_EQ(c.clients.trusted_proxies[0].toString(), "10.0.0.0/8");

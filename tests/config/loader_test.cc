@@ -413,6 +413,17 @@ TEST(Server, ZeroShutdownGraceIsAllowed) {
   EXPECT_EQ(result.config->server.shutdown_grace, Duration{});
 }
 
+TEST(Server, NormalizePathMustBeBoolean) {
+  expectOnlyError(with("server:\n  normalize_path: sometimes\n"), 8, 19,
+                  "expected true or false, got 'sometimes'");
+}
+
+TEST(Server, NormalizePathCanBeTurnedOff) {
+  LoadResult result = load(with("server:\n  normalize_path: false\n"));
+  ASSERT_TRUE(result.ok()) << testing::describe(result.errors);
+  EXPECT_FALSE(result.config->server.normalize_path);
+}
+
 TEST(Server, BadSize) {
   expectOnlyError(with("server:\n  max_body_bytes: 10M\n"), 8, 19, "unknown unit 'M'");
 }

@@ -200,6 +200,8 @@ std::vector<KeySpec> specKeys() {
       lit("server.access_log", [](const Loaded& d) { return d.plain->server.access_log; }),
       lit("server.access_log_format",
           [](const Loaded& d) { return d.plain->server.access_log_format; }),
+      lit("server.normalize_path",
+          [](const Loaded& d) { return boolean(d.plain->server.normalize_path); }),
 
       prose("clients", none),
       lit("clients.trusted_proxies",

@@ -161,6 +161,16 @@ TEST_F(DemoUpstreamTest, EchoReturnsTheRawRequestHead) {
   EXPECT_EQ(r->body, head);
 }
 
+TEST_F(DemoUpstreamTest, EchoQueryReturnsTheHeadOnAnyPath) {
+  auto r = httpGet(upstream_.port(), "/admin/%2Fx?echo=1&y=2");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_THAT(r->body, ::testing::StartsWith("GET /admin/%2Fx?echo=1&y=2 HTTP/1.1\r\n"));
+  auto plain = httpGet(upstream_.port(), "/admin/x?echo=0");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->body, "hello from upstream\n");
+}
+
 TEST_F(DemoUpstreamTest, EchoOfUploadAppendsTheByteCount) {
   auto r =
       httpRequest(upstream_.port(), "POST", "/__echo", {{"X-Forwarded-For", "10.0.0.1"}}, "12345");
