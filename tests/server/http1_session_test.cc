@@ -117,6 +117,7 @@ class WireTransport final : public transport::Transport {
   }
   void wantRead(bool on) noexcept override { wire_.reading = on; }
   void wantWrite() noexcept override { ++wire_.write_wanted; }
+  void cancelWrite() noexcept override {}
   void quiet() noexcept override { wire_.reading = false; }
   void close() noexcept override {
     wire_.reading = false;
