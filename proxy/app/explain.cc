@@ -9,6 +9,7 @@
 #include "proxy/client/key_hash.h"
 #include "proxy/config/loader.h"
 #include "proxy/http/message_parser.h"
+#include "proxy/http/path_normalize.h"
 #include "proxy/routing/route_table.h"
 
 namespace sluice::app {
@@ -25,6 +26,14 @@ std::string trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return std::string(s);
+}
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+int headerCount(const Headers& headers, std::string_view name) {
+  int n = 0;
+  for (const auto& field : headers) n += http::equalsIgnoreCase(field.first, name) ? 1 : 0;
+  return n;
 }
 
 std::string fmtBurst(double b) {
@@ -89,8 +98,23 @@ int explainMain(const std::vector<std::string>& args) {
 
   std::printf("request: %s %s (host %s)\n", method.c_str(), target.c_str(),
               host.empty() ? "-" : host.c_str());
-  routing::RouteTable table(cfg.routes);
-  const routing::Route* route = table.match(path, host, method);
+  std::string_view route_path = path;
+  http::PathBuffers bufs;
+  if (cfg.server.normalize_path) {
+    const http::NormalizedPath n = http::normalizePath(path, bufs);
+    if (!n.ok()) {
+      std::printf("path: cannot be normalized: sluice answers 400\n");
+      return 0;
+    }
+    if (n.forward != path)
+      std::printf("path: normalized to %.*s\n", static_cast<int>(n.forward.size()),
+                  n.forward.data());
+    route_path = n.route;
+  }
+  routing::RouteTable table(cfg.routes, cfg.server.normalize_path
+                                            ? routing::PrefixForm::kNormalized
+                                            : routing::PrefixForm::kAsWritten);
+  const routing::Route* route = table.match(route_path, host, method);
   if (route == nullptr) {
     std::printf("route: none: sluice answers 404\n");
     return 0;
@@ -98,6 +122,11 @@ int explainMain(const std::vector<std::string>& args) {
   const config::RouteConfig& rc = cfg.routes[route->index];
   std::printf("route: %s (path_prefix %s, upstream %s)\n", route->name.c_str(),
               rc.path_prefix.c_str(), rc.upstream.c_str());
+  if (headerCount(headers, cfg.clients.api_key.header) > 1) {
+    std::printf("api key: several %s lines: sluice answers 400\n",
+                cfg.clients.api_key.header.c_str());
+    return 0;
+  }
 
   // Client identity, exactly as the proxy computes it.
   bool is_v4 = false;
@@ -132,9 +161,9 @@ int explainMain(const std::vector<std::string>& args) {
   std::printf("ip key: %s\n", ip_key_text.c_str());
 
   auto key_header = header(cfg.clients.api_key.header);
-  const client::ApiKey key = client::apiKey(
-      key_header ? std::optional<std::string_view>(*key_header) : std::nullopt, query,
-      cfg.clients.api_key.query);
+  const client::ApiKey key =
+      client::apiKey(key_header ? std::optional<std::string_view>(*key_header) : std::nullopt,
+                     query, cfg.clients.api_key.query);
   std::string key_fp;
   switch (key.status) {
     case client::ApiKeyStatus::kFound:

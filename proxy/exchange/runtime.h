@@ -32,7 +32,10 @@ struct Runtime {
   std::shared_ptr<server::AdmissionContext> admission;
   std::shared_ptr<event::AccessLog> access_log;  // null when off
 
-  explicit Runtime(std::shared_ptr<const config::Config> cfg) : config(cfg), routes(cfg->routes) {}
+  explicit Runtime(std::shared_ptr<const config::Config> cfg)
+      : config(cfg),
+        routes(cfg->routes, cfg->server.normalize_path ? routing::PrefixForm::kNormalized
+                                                       : routing::PrefixForm::kAsWritten) {}
 };
 
 }  // namespace sluice::exchange

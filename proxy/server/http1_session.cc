@@ -182,6 +182,7 @@ void Http1Session::handleHead() {
     log_method_.assign(buf_.get() + h.method_span.off, h.method_span.len);
     log_path_.assign(routing::requestPath(url));
   }
+  target_ = url;
   const auto& cfg = *rt_->config;
   rpos_ = h.start;
   client_http10_ = h.version_minor == 0;
@@ -194,13 +195,37 @@ void Http1Session::handleHead() {
   }
   std::string_view method(buf_.get() + h.method_span.off, h.method_span.len);
   std::string_view host = h.host_index >= 0 ? headerValue(h.host_index) : std::string_view();
-  const routing::Route* route = rt_->routes.match(routing::requestPath(url), host, method);
+  std::string_view route_path = routing::requestPath(url);
+  if (cfg.server.normalize_path && !normalizeTarget(url, &route_path)) {
+    answerLocal(400, true);
+    return;
+  }
+  const routing::Route* route = rt_->routes.match(route_path, host, method);
   if (route == nullptr) {
     answerLocal(404, !has_body_ && close_after_);
     return;
   }
   route_ = &rt_->route_runtime[route->index];
   startExchange();
+}
+
+// SPEC §12: routes see the normalized path with %2F read as '/'; upstream and
+// the access log get the normalized path, %2F still encoded, followed by the
+// target's query as the client sent it. An absolute-form target goes upstream
+// in origin-form. False: the path cannot be normalized (400).
+bool Http1Session::normalizeTarget(std::string_view url, std::string_view* route_path) {
+  const std::string_view path = *route_path;
+  const http::NormalizedPath n = http::normalizePath(path, path_bufs_);
+  if (!n.ok()) return false;
+  *route_path = n.route;
+  const std::size_t rest = std::min(url.find_first_of("?#"), url.size());
+  if (n.forward.data() != url.data() || n.forward.size() != rest) {
+    target_buf_.assign(n.forward);
+    target_buf_.append(url.substr(rest));
+    target_ = target_buf_;
+    if (rt_->access_log) log_path_.assign(n.forward);
+  }
+  return true;
 }
 
 void Http1Session::startExchange() {
@@ -216,7 +241,11 @@ void Http1Session::startExchange() {
     if (http::equalsIgnoreCase(name, "x-forwarded-for")) {
       if (!xff_joined.empty()) xff_joined.append(", ");
       xff_joined.append(headerValue(i));
-    } else if (!view.has_api_key_header && http::equalsIgnoreCase(name, key_header)) {
+    } else if (http::equalsIgnoreCase(name, key_header)) {
+      if (view.has_api_key_header) {
+        answerLocal(400, true);  // SPEC §12: two API-key lines are ambiguous identity
+        return;
+      }
       view.api_key_header = headerValue(i);
       view.has_api_key_header = true;
     }
@@ -240,7 +269,7 @@ void Http1Session::startExchange() {
   r.route = route_;
   r.head = &h;
   r.buf = buf_.get();
-  r.target = url;
+  r.target = target_;
   r.peer_text = peer_.text;
   r.request_id = request_id_;
   r.worker = w_.id();

@@ -17,6 +17,7 @@
 #include "proxy/event/clock.h"
 #include "proxy/exchange/exchange.h"
 #include "proxy/http/message_parser.h"
+#include "proxy/http/path_normalize.h"
 #include "proxy/transport/socket_address.h"
 #include "proxy/transport/transport.h"
 
@@ -72,6 +73,7 @@ class Http1Session final : public transport::TransportUser,
   bool discardBody();
   void startHead();
   void handleHead();
+  bool normalizeTarget(std::string_view url, std::string_view* route_path);
   void startExchange();
   void beginRecord(std::uint64_t bytes_in);
   void pickRequestId();
@@ -109,10 +111,13 @@ class Http1Session final : public transport::TransportUser,
   bool dead_ = false;
   bool draining_ = false;
   std::string request_id_;
-  std::string log_method_;  // copies for the access log (the head
-  std::string log_path_;    //   bytes are reused for the body)
-  std::string log_client_;  // client IP as the limits see it
-  std::string violated_;    // denying limits of a 429
+  http::PathBuffers path_bufs_;  // normalizePath's output, reused across requests
+  std::string target_buf_;       // the forwarded target when normalizing changed it
+  std::string_view target_;      // request-target to forward (into buf_ or target_buf_)
+  std::string log_method_;       // copies for the access log (the head
+  std::string log_path_;         //   bytes are reused for the body)
+  std::string log_client_;       // client IP as the limits see it
+  std::string violated_;         // denying limits of a 429
   std::uint64_t bytes_in_ = 0;
   exchange::Record record_;
   bool recorded_ = true;    // the current request is counted
