@@ -86,7 +86,9 @@ void Http1Session::onReadable() {
   if (n < 0) return;
   wpos_ += static_cast<std::uint32_t>(n);
   if (req_ == Req::kIdle) startHead();
-  if (req_ == Req::kBody) setDeadline(Deadline::kBody, rt_->config->server.body_timeout.nanos);
+  if (req_ == Req::kBody || req_ == Req::kDiscard) {
+    setDeadline(Deadline::kBody, rt_->config->server.body_timeout.nanos);
+  }
   process();
 }
 
@@ -402,6 +404,7 @@ void Http1Session::answerLocal(int status, bool close, std::string_view extra_he
     rpos_ = ppos_ = h.end;
     if (has_body && !close_after_) {
       req_ = Req::kDiscard;  // read and drop the body so the connection stays usable
+      setDeadline(Deadline::kBody, rt_->config->server.body_timeout.nanos);
     } else {
       req_ = Req::kDone;
       if (!has_body && !close_after_) parser_.feed(buf_.get(), ppos_, 0);
@@ -541,7 +544,7 @@ void Http1Session::checkTimeout(event::Nanos now) {
       }
       return;
     case Deadline::kBody:
-      if (exchange_.active() && exchange_.responseStarted()) {
+      if (req_ == Req::kDiscard || (exchange_.active() && exchange_.responseStarted())) {
         close();
         return;
       }
