@@ -835,6 +835,27 @@ TEST_F(ExplainTest, RequestMatchingNoRouteIs404AndExitsZero) {
   EXPECT_EQ(line(r.out, "limits:"), "") << "nothing past the route";
 }
 
+TEST_F(ExplainTest, PathIsNormalizedAsTheProxyDoesBeforeRouting) {
+  ExplainRun r = explain(path_, {"GET", "/x/../%61pi//v1?q=%2e"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(line(r.out, "path:"), "path: normalized to /api/v1") << r.out;
+  EXPECT_THAT(line(r.out, "route:"), HasSubstr("route: api ")) << r.out;
+
+  ExplainRun bad = explain(path_, {"GET", "/api/%zz"});
+  ASSERT_EQ(bad.exit_code, 0) << bad.out << bad.err;
+  EXPECT_EQ(line(bad.out, "path:"), "path: cannot be normalized: sluice answers 400") << bad.out;
+  EXPECT_EQ(line(bad.out, "route:"), "") << "nothing past the path";
+}
+
+TEST_F(ExplainTest, TwoApiKeyLinesAre400) {
+  ExplainRun r =
+      explain(path_, {"-H", "X-API-Key: a", "-H", "x-api-key: b", "GET", "/api/x"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(line(r.out, "api key:"), "api key: several X-API-Key lines: sluice answers 400")
+      << r.out;
+  EXPECT_EQ(line(r.out, "limits:"), "") << "nothing past the identity";
+}
+
 TEST_F(ExplainTest, ConfigErrorIsPrintedWithFileLineColumnAndExitsOne) {
   const std::string bad = dir_.file("bad.yaml");
   const std::string zero_line = "  zero: {per: ip, burst: 2, rate: 0/s}";
