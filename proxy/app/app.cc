@@ -11,8 +11,8 @@
 #include <cstring>
 #include <thread>
 
+#include "proxy/admission/limiter_admission.h"
 #include "proxy/config/loader.h"
-#include "proxy/app/admission_impl.h"
 #include "proxy/event/log.h"
 #include "proxy/server/http1_session.h"
 #include "proxy/version.h"
@@ -31,11 +31,11 @@ int workerCount(const config::Config& cfg) {
 }  // namespace
 
 std::shared_ptr<const exchange::Runtime> buildRuntime(std::shared_ptr<const config::Config> cfg,
-                                                    const exchange::Runtime* previous,
-                                                    metrics::Registry* registry,
-                                                    std::shared_ptr<store::RedisStore> store,
-                                                    int workers, event::Nanos now,
-                                                    std::string* error) {
+                                                      const exchange::Runtime* previous,
+                                                      metrics::Registry* registry,
+                                                      std::shared_ptr<store::RedisStore> store,
+                                                      int workers, event::Nanos now,
+                                                      std::string* error) {
   auto rt = std::make_shared<exchange::Runtime>(cfg);
   for (const auto& up : cfg->upstreams) {
     std::shared_ptr<upstream::SharedPool> pool;
@@ -57,7 +57,8 @@ std::shared_ptr<const exchange::Runtime> buildRuntime(std::shared_ptr<const conf
     rt->pools.push_back(std::move(pool));
     rt->pool_stats.push_back(registry->upstream(up.name));
   }
-  rt->admission = makeAdmission(*cfg, previous, std::move(store), registry->store(), workers, now);
+  rt->admission = admission::makeAdmission(*cfg, previous ? previous->admission.get() : nullptr,
+                                           std::move(store), registry->store(), workers, now);
   if (!cfg->server.access_log.empty()) {
     const bool json = cfg->server.access_log_format == "json";
     if (previous != nullptr && previous->access_log &&
@@ -77,7 +78,7 @@ std::shared_ptr<const exchange::Runtime> buildRuntime(std::shared_ptr<const conf
         rr.pool_index = i;
       }
     }
-    rr.limits = compileRouteLimits(*cfg, route);
+    rr.limits = admission::compileRouteLimits(*cfg, route);
     rr.stats = registry->route(route.name.empty() ? route.path_prefix : route.name);
     rt->route_runtime.push_back(std::move(rr));
   }
@@ -85,9 +86,7 @@ std::shared_ptr<const exchange::Runtime> buildRuntime(std::shared_ptr<const conf
 }
 
 App::App(std::string config_path, std::shared_ptr<const config::Config> cfg)
-    : config_path_(std::move(config_path)),
-      cfg_(std::move(cfg)),
-      shared_(clock_) {}
+    : config_path_(std::move(config_path)), cfg_(std::move(cfg)), shared_(clock_) {}
 
 App::~App() {
   for (::event* e : signal_events_) event_free(e);
@@ -143,8 +142,9 @@ int App::run() {
   admin_sock_ = admin_sock;
   bound_listen_ = listen;
   if (admin_sock == nullptr) {
-    event::log(LogLevel::kError, "cannot listen",
-               {{"listener", "admin"}, {"addr", admin_addr.toString()}, {"error", std::strerror(errno)}});
+    event::log(
+        LogLevel::kError, "cannot listen",
+        {{"listener", "admin"}, {"addr", admin_addr.toString()}, {"error", std::strerror(errno)}});
     return 1;
   }
   sockaddr_storage ss{};
@@ -161,7 +161,7 @@ int App::run() {
   connectStore(storeFor(*cfg_));
   for (auto& w : workers_) w->start();
   sweep_ev_ = event_new(base_, -1, EV_PERSIST, &App::onSweep, this);
-  timeval sweep_tv{0, static_cast<suseconds_t>(server::kSweepTick / 1000)};
+  timeval sweep_tv{0, static_cast<suseconds_t>(admission::kSweepTick / 1000)};
   event_add(sweep_ev_, &sweep_tv);
 
   config::Address shown = listen;
@@ -169,7 +169,8 @@ int App::run() {
              {{"listener", "proxy"}, {"addr", shown.toString()}, {"workers", std::to_string(n)}});
   config::Address admin_shown = admin_addr;
   admin_shown.port = static_cast<std::uint16_t>(admin_port);
-  event::log(LogLevel::kInfo, "listening", {{"listener", "admin"}, {"addr", admin_shown.toString()}});
+  event::log(LogLevel::kInfo, "listening",
+             {{"listener", "admin"}, {"addr", admin_shown.toString()}});
 
   event_base_dispatch(base_);
   stopWorkers();
@@ -214,8 +215,8 @@ void App::reload() {
   std::string error;
   auto store = storeFor(*result.config);
   connectStore(store);  // before the new runtime reaches the workers (same inbox, in order)
-  auto rt = buildRuntime(result.config, runtime_.get(), metrics_.get(), store, worker_count_, clock_.now(),
-                         &error);
+  auto rt = buildRuntime(result.config, runtime_.get(), metrics_.get(), store, worker_count_,
+                         clock_.now(), &error);
   if (!rt || !rebindListeners(*result.config, &error)) {
     event::log(LogLevel::kError, "reload failed", {{"error", error}});
     metrics_->reloadFailed();
@@ -343,7 +344,8 @@ void App::onAdminRequest(evhttp_request* req, void* arg) {
     for (std::size_t i = 0; i < rt->pools.size(); ++i) {
       const auto& p = rt->pools[i];
       std::int64_t idle = p->idle.load();
-      in.pools.push_back({p->name(), std::max<std::int64_t>(0, p->open() - idle), idle, p->pending()});
+      in.pools.push_back(
+          {p->name(), std::max<std::int64_t>(0, p->open() - idle), idle, p->pending()});
     }
     if (rt->admission) rt->admission->sample(&in.limits);
     std::string text = app->metrics_->render(in);

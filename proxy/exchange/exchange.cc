@@ -40,7 +40,7 @@ void Exchange::setDeadline(Deadline kind, event::Nanos after) {
   deadline_ = kind == Deadline::kNone ? 0 : down_.now() + after;
 }
 
-void Exchange::start(const Request& req, server::RequestView& view) {
+void Exchange::start(const Request& req, admission::RequestView& view) {
   req_ = req;
   active_ = true;
   resp_ = Resp::kNone;
@@ -51,7 +51,7 @@ void Exchange::start(const Request& req, server::RequestView& view) {
   complete_pending_ = reusable_pending_ = false;
   setDeadline(Deadline::kNone, 0);
   record_.upstream = nullptr;
-  server::AdmissionResult& verdict = verdict_;
+  admission::AdmissionResult& verdict = verdict_;
   verdict.status = 0;
   verdict.ticket = 0;
   verdict.headers.clear();
@@ -60,7 +60,7 @@ void Exchange::start(const Request& req, server::RequestView& view) {
   allowed_headers_.clear();
   if (req_.rt->admission)
     req_.rt->admission->decide(req_.route->limits, view, req_.start, &verdict);
-  if (verdict.status == server::kAdmissionPending) {
+  if (verdict.status == admission::kAdmissionPending) {
     // A shared store decides; onAdmission() continues (within redis.timeout).
     admission_ticket_ = verdict.ticket;
     return;
@@ -68,13 +68,13 @@ void Exchange::start(const Request& req, server::RequestView& view) {
   afterAdmission(verdict);
 }
 
-void Exchange::onAdmission(server::AdmissionResult& result) {
+void Exchange::onAdmission(admission::AdmissionResult& result) {
   admission_ticket_ = 0;
   if (!active_) return;
   afterAdmission(result);
 }
 
-void Exchange::afterAdmission(server::AdmissionResult& verdict) {
+void Exchange::afterAdmission(admission::AdmissionResult& verdict) {
   if (verdict.status != 0) {
     active_ = false;
     down_.answerLocal(verdict.status,

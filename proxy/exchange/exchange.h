@@ -42,7 +42,7 @@ struct Record {
   const upstream::Target* upstream = nullptr;  // the last target tried
 };
 
-class Exchange final : public server::AdmissionWaiter,
+class Exchange final : public admission::AdmissionWaiter,
                        public upstream::PoolWaiter,
                        public upstream::UpstreamUser {
  public:
@@ -54,7 +54,7 @@ class Exchange final : public server::AdmissionWaiter,
 
   // Starts `req`: decides its limits with `view` (its waiter is set here),
   // then forwards it or has the session answer locally.
-  void start(const Request& req, server::RequestView& view);
+  void start(const Request& req, admission::RequestView& view);
   // From start() until the response is complete or handed back.
   bool active() const { return active_; }
   // A shared store is deciding; the session must wait.
@@ -71,7 +71,7 @@ class Exchange final : public server::AdmissionWaiter,
   // and queueing, close the upstream connection. The session answers or closes.
   void cancel();
 
-  void onAdmission(server::AdmissionResult& result) override;
+  void onAdmission(admission::AdmissionResult& result) override;
   void onSlot(std::size_t target) noexcept override;
   void onIdleConn(upstream::UpstreamConn* uc) noexcept override;
   void onUpstreamReady(bool readable, bool writable) noexcept override;
@@ -80,7 +80,7 @@ class Exchange final : public server::AdmissionWaiter,
   enum class Resp { kNone, kHead, kBody };
   enum class Deadline { kNone, kPending, kConnect, kResponse, kUpstreamIdle };
 
-  void afterAdmission(server::AdmissionResult& verdict);
+  void afterAdmission(admission::AdmissionResult& verdict);
   void acquire();
   void connect(std::size_t target);
   void attach(upstream::UpstreamConn* uc);
@@ -127,7 +127,7 @@ class Exchange final : public server::AdmissionWaiter,
   std::string interim_;
   std::string allowed_headers_;
   std::array<char, 24> chunk_hdr_{};
-  server::AdmissionResult verdict_;  // reused: a 429's header text allocates nothing
+  admission::AdmissionResult verdict_;  // reused: a 429's header text allocates nothing
   Deadline deadline_kind_ = Deadline::kNone;
   event::Nanos deadline_ = 0;
   event::Nanos up_start_ = 0;  // request handed to an upstream connection

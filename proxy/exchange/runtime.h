@@ -10,7 +10,7 @@
 #include "proxy/event/access_log.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/routing/route_table.h"
-#include "proxy/server/admission.h"
+#include "proxy/admission/admission.h"
 #include "proxy/upstream/shared_pool.h"
 
 namespace sluice::exchange {
@@ -18,7 +18,7 @@ namespace sluice::exchange {
 struct RouteRuntime {
   upstream::SharedPool* pool = nullptr;
   std::size_t pool_index = 0;
-  server::RouteLimits limits;
+  admission::RouteLimits limits;
   metrics::StatusStats* stats = nullptr;
 };
 
@@ -29,7 +29,7 @@ struct Runtime {
   std::vector<RouteRuntime> route_runtime;                   // parallel to routes
   std::vector<metrics::StatusStats*> pool_stats;             // parallel to pools
   metrics::StatusStats* unmatched_stats = nullptr;           // requests before/without a route
-  std::shared_ptr<server::AdmissionContext> admission;
+  std::shared_ptr<admission::AdmissionContext> admission;
   std::shared_ptr<event::AccessLog> access_log;  // null when off
 
   explicit Runtime(std::shared_ptr<const config::Config> cfg)

@@ -234,7 +234,7 @@ void Http1Session::startExchange() {
   const auto& cfg = *rt_->config;
   const auto& h = parser_.head();
   // Admission: client identity and every limit of the route.
-  RequestView view;
+  admission::RequestView view;
   view.peer = peer_.mapped;
   std::string xff_joined;
   const std::string& key_header = cfg.clients.api_key.header;
@@ -284,7 +284,7 @@ void Http1Session::startExchange() {
   exchange_.start(r, view);
 }
 
-void Http1Session::onAdmission(AdmissionResult& result) {
+void Http1Session::onAdmission(admission::AdmissionResult& result) {
   exchange_.onAdmission(result);
   if (!dead_) process();
 }

@@ -27,7 +27,7 @@ class Worker;
 
 class Http1Session final : public transport::TransportUser,
                            public exchange::Downstream,
-                           public AdmissionWaiter {
+                           public admission::AdmissionWaiter {
  public:
   Http1Session(Worker& w, std::unique_ptr<transport::Transport> t, transport::PeerAddress peer);
   ~Http1Session() override;
@@ -41,7 +41,7 @@ class Http1Session final : public transport::TransportUser,
   bool dead() const { return dead_; }
 
   void onTransportReady(bool readable, bool writable) noexcept override;
-  void onAdmission(AdmissionResult& result) override;
+  void onAdmission(admission::AdmissionResult& result) override;
 
   // exchange::Downstream
   event::Nanos now() noexcept override;

@@ -15,7 +15,7 @@
 
 struct event_base;
 
-namespace sluice::server {
+namespace sluice::admission {
 
 // How often the app calls AdmissionContext::sweep.
 inline constexpr std::int64_t kSweepTick = 100 * 1000 * 1000;
@@ -75,4 +75,4 @@ class AdmissionContext {
   virtual void sweep(std::int64_t now) = 0;
 };
 
-}  // namespace sluice::server
+}  // namespace sluice::admission
