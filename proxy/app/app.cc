@@ -15,6 +15,7 @@
 #include "proxy/config/loader.h"
 #include "proxy/event/log.h"
 #include "proxy/server/http1_session.h"
+#include "proxy/transport/socket_address.h"
 #include "proxy/version.h"
 
 namespace sluice::app {
@@ -147,11 +148,7 @@ int App::run() {
         {{"listener", "admin"}, {"addr", admin_addr.toString()}, {"error", std::strerror(errno)}});
     return 1;
   }
-  sockaddr_storage ss{};
-  socklen_t sl = sizeof ss;
-  getsockname(evhttp_bound_socket_get_fd(admin_sock), reinterpret_cast<sockaddr*>(&ss), &sl);
-  int admin_port = ss.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port)
-                                           : ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  const int admin_port = transport::boundPort(evhttp_bound_socket_get_fd(admin_sock));
 
   for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) {
     ::event* e = evsignal_new(base_, sig, &App::onSignal, this);
@@ -178,7 +175,7 @@ int App::run() {
   return exit_code_;
 }
 
-void App::onSignal(evutil_socket_t sig, short, void* arg) {
+void App::onSignal(evutil_socket_t sig, short, void* arg) noexcept {
   auto* app = static_cast<App*>(arg);
   switch (sig) {
     case SIGHUP:
@@ -273,12 +270,9 @@ bool App::rebindListeners(const config::Config& next, std::string* error) {
     }
     if (admin_sock_ != nullptr) evhttp_del_accept_socket(admin_, admin_sock_);
     admin_sock_ = fresh;
-    sockaddr_storage ss{};
-    socklen_t sl = sizeof ss;
-    getsockname(evhttp_bound_socket_get_fd(fresh), reinterpret_cast<sockaddr*>(&ss), &sl);
     config::Address shown = a;
-    shown.port = ss.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port)
-                                         : ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+    shown.port =
+        static_cast<std::uint16_t>(transport::boundPort(evhttp_bound_socket_get_fd(fresh)));
     event::log(LogLevel::kInfo, "listening", {{"listener", "admin"}, {"addr", shown.toString()}});
   }
   if (!(next.server.listen == cur.listen)) {
@@ -307,12 +301,12 @@ void App::beginDrain() {
   event_add(drain_ev_, &tv);
 }
 
-void App::onSweep(evutil_socket_t, short, void* arg) {
+void App::onSweep(evutil_socket_t, short, void* arg) noexcept {
   auto* app = static_cast<App*>(arg);
   if (app->runtime_->admission) app->runtime_->admission->sweep(app->shared_.clock.now());
 }
 
-void App::onDrainTick(evutil_socket_t, short, void* arg) {
+void App::onDrainTick(evutil_socket_t, short, void* arg) noexcept {
   auto* app = static_cast<App*>(arg);
   if (app->shared_.client_connections.load() == 0 ||
       app->shared_.clock.now() >= app->drain_deadline_) {
@@ -325,7 +319,7 @@ void App::stopWorkers() {
   for (auto& w : workers_) w->join();
 }
 
-void App::onAdminRequest(evhttp_request* req, void* arg) {
+void App::onAdminRequest(evhttp_request* req, void* arg) noexcept {
   auto* app = static_cast<App*>(arg);
   const char* uri = evhttp_request_get_uri(req);
   evhttp_uri* parsed = evhttp_uri_parse(uri);

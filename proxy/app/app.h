@@ -37,9 +37,9 @@ class App {
   int run();
 
  private:
-  static void onSignal(evutil_socket_t sig, short, void* arg);
-  static void onAdminRequest(evhttp_request* req, void* arg);
-  static void onDrainTick(evutil_socket_t, short, void* arg);
+  static void onSignal(evutil_socket_t sig, short, void* arg) noexcept;
+  static void onAdminRequest(evhttp_request* req, void* arg) noexcept;
+  static void onDrainTick(evutil_socket_t, short, void* arg) noexcept;
   void reload();
   // The Redis store for `cfg` (null without a redis block); reused while the
   // redis block is unchanged. Stores live until exit.
@@ -67,7 +67,7 @@ class App {
   std::vector<::event*> signal_events_;
   ::event* drain_ev_ = nullptr;
   ::event* sweep_ev_ = nullptr;
-  static void onSweep(evutil_socket_t, short, void* arg);
+  static void onSweep(evutil_socket_t, short, void* arg) noexcept;
   event::Nanos drain_deadline_ = 0;
   bool draining_ = false;
   int exit_code_ = 0;

@@ -201,7 +201,7 @@ void RedisStore::onConnect(const redisAsyncContext* ac, int status) {
              {{"addr", c->store->cfg_.address.toString()}});
 }
 
-void RedisStore::onScriptLoaded(redisAsyncContext* ac, void* reply, void* privdata) {
+void RedisStore::onScriptLoaded(redisAsyncContext* ac, void* reply, void* privdata) noexcept {
   auto* c = static_cast<Conn*>(privdata);
   auto* r = static_cast<redisReply*>(reply);
   if (ac->data == nullptr || r == nullptr) return;
@@ -222,7 +222,7 @@ void RedisStore::onDisconnect(const redisAsyncContext* ac, int) {
   c->backoff = std::min(kMaxBackoff, c->backoff * 2);
 }
 
-void RedisStore::onRetry(evutil_socket_t, short, void* arg) {
+void RedisStore::onRetry(evutil_socket_t, short, void* arg) noexcept {
   auto* c = static_cast<Conn*>(arg);
   if (c->ac == nullptr && !c->wc->closing) c->store->connect(*c);
 }
@@ -296,7 +296,7 @@ bool RedisStore::send(Conn& c, Pending* p, bool by_sha) {
   return true;
 }
 
-void RedisStore::onTimeout(evutil_socket_t, short, void* arg) {
+void RedisStore::onTimeout(evutil_socket_t, short, void* arg) noexcept {
   auto* p = static_cast<Pending*>(arg);
   Reply r;
   r.result = p->down ? Result::kError : Result::kTimeout;
@@ -318,7 +318,7 @@ void RedisStore::finish(Pending* p, const Reply& r) {
   delete p;
 }
 
-void RedisStore::onReply(redisAsyncContext* ac, void* reply, void* privdata) {
+void RedisStore::onReply(redisAsyncContext* ac, void* reply, void* privdata) noexcept {
   auto* p = static_cast<Pending*>(privdata);
   p->in_flight = false;
   auto* r = static_cast<redisReply*>(reply);

@@ -82,12 +82,12 @@ class RedisStore {
   struct Pending;
   struct Conn;
   struct WorkerClients;
-  static void onReply(redisAsyncContext* ac, void* reply, void* privdata);
-  static void onScriptLoaded(redisAsyncContext* ac, void* reply, void* privdata);
+  static void onReply(redisAsyncContext* ac, void* reply, void* privdata) noexcept;
+  static void onScriptLoaded(redisAsyncContext* ac, void* reply, void* privdata) noexcept;
   static void onConnect(const redisAsyncContext* ac, int status);
   static void onDisconnect(const redisAsyncContext* ac, int status);
-  static void onTimeout(evutil_socket_t, short, void* arg);
-  static void onRetry(evutil_socket_t, short, void* arg);
+  static void onTimeout(evutil_socket_t, short, void* arg) noexcept;
+  static void onRetry(evutil_socket_t, short, void* arg) noexcept;
   WorkerClients& clients(int worker, event_base* base);
   void closeWorker(WorkerClients& wc);
   void connect(Conn& c);
