@@ -1,5 +1,5 @@
 #pragma once
-// Drives a MessageParser the way ClientConn does (proxy/server/client_conn.cc):
+// Drives a MessageParser the way Http1Session does (proxy/server/http1_session.cc):
 // bytes arrive in reads of fuzzer-chosen sizes into one contiguous buffer,
 // feed() is called on everything received and not yet parsed, heads stop the
 // parser, bodiless messages are completed with a zero-byte feed, and
@@ -181,7 +181,7 @@ inline void runRequestStream(std::string_view stream, ReadSchedule& schedule) {
       if (r.event != http::ParseEvent::kHeadComplete) continue;
       checkHead(parser.head(), stream, start, pos, /*request=*/true);
       head = parser.head();
-      // ClientConn::handleHead answers 400 and closes (RFC 9112 §6.3 rule 4).
+      // Http1Session::handleHead answers 400 and closes (RFC 9112 §6.3 rule 4).
       if (head.bare_lf || (head.transfer_encoding && !head.chunked)) return;
       FUZZ_CHECK(parser.bodyUntilEof() == false);  // requests never read to EOF
       body_from = pos;
@@ -189,7 +189,7 @@ inline void runRequestStream(std::string_view stream, ReadSchedule& schedule) {
         in_body = true;
         continue;
       }
-      // A bodiless request completes at once (ClientConn::handleHead).
+      // A bodiless request completes at once (Http1Session::handleHead).
       const http::ParseResult done = parser.feed(base, pos, 0);
       FUZZ_CHECK(done.event == http::ParseEvent::kMessageComplete);
       FUZZ_CHECK(done.consumed == 0);

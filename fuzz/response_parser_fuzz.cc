@@ -1,4 +1,4 @@
-// Response parsing as ClientConn::pumpResponse drives it: interim 1xx
+// Response parsing as exchange::Exchange::pumpResponse drives it: interim 1xx
 // responses are skipped with skipBody(), HEAD/204/304 answers have no body
 // whatever their headers say (RFC 9112 §6.3), close-delimited bodies end at
 // EOF. Byte 0 bit 0 of the input marks the responses as answers to HEAD;
@@ -94,7 +94,7 @@ void runResponseStream(std::string_view stream, std::uint8_t flags,
     start = pos;
     parser.beginMessage(pos);
   }
-  // The upstream closed. ClientConn::upstreamReadable ends the response
+  // The upstream closed. Exchange::upstreamReadable ends the response
   // cleanly when bodyUntilEof() && finishAtEof(): that must hold exactly for
   // close-delimited bodies. (A chunked body's trailers may carry a
   // Transfer-Encoding that makes llhttp's bodyUntilEof() true mid-message,

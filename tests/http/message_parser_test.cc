@@ -214,7 +214,7 @@ TEST(MessageParser, ResponseHeadEndingInBareLfIsRejected) {
 
 TEST(MessageParser, ResponseFieldWithEmptyNameIsRejected) {
   // Found by fuzz/response_parser_fuzz: llhttp accepted ":Content-Length: 3"
-  // and ClientConn relayed it to the client as ": Content-Length: 3".
+  // and the proxy relayed it to the client as ": Content-Length: 3".
   for (const char* raw : {"HTTP/1.1 200 OK\r\n:Content-Length: 3\r\n\r\nabc",
                           "HTTP/1.1 200 OK\r\nA: b\r\n: x\r\n\r\n"}) {
     MessageParser p(HTTP_RESPONSE);
