@@ -1,11 +1,12 @@
 #include "proxy/http/head_rewrite.h"
 
+#include <vector>
 
 namespace sluice::http {
 namespace {
 
 constexpr std::string_view kCrlf = "\r\n";
-constexpr int kMaxConnectionFields = 8;
+constexpr int kInlineConnectionFields = 8;
 
 std::string_view field(const char* buf, Span s) { return {buf + s.off, s.len}; }
 
@@ -15,23 +16,34 @@ std::string_view trimOws(std::string_view v) {
   return v;
 }
 
-// The field names a request's Connection header lists (RFC 9110 §7.6.1).
+// The field names a message's Connection lines list (RFC 9110 §7.6.1):
+// the first few inline, any beyond them in a vector (allocates only then).
 struct ConnectionFields {
-  std::string_view names[kMaxConnectionFields];
+  std::string_view names[kInlineConnectionFields];
   int count = 0;
+  std::vector<std::string_view> more;
   void addList(std::string_view v) {
     std::size_t pos = 0;
-    while (pos < v.size() && count < kMaxConnectionFields) {
+    while (pos < v.size()) {
       std::size_t comma = v.find(',', pos);
       if (comma == std::string_view::npos) comma = v.size();
       std::string_view item = trimOws(v.substr(pos, comma - pos));
-      if (!item.empty()) names[count++] = item;
+      if (!item.empty()) {
+        if (count < kInlineConnectionFields) {
+          names[count++] = item;
+        } else {
+          more.push_back(item);
+        }
+      }
       pos = comma + 1;
     }
   }
   bool named(std::string_view name) const {
     for (int k = 0; k < count; ++k) {
       if (equalsIgnoreCase(name, names[k])) return true;
+    }
+    for (std::string_view m : more) {
+      if (equalsIgnoreCase(name, m)) return true;
     }
     return false;
   }
@@ -154,16 +166,16 @@ void buildResponseHead(const MessageHead& h, const char* buf, const ResponseHead
   std::size_t sp = start_line.find(' ');
   out->append("HTTP/1.1");
   out->append(sp == std::string_view::npos ? std::string_view(" 502\r\n") : start_line.substr(sp));
-  std::string_view connection;
+  ConnectionFields connection;  // every Connection line of the response
   for (int i = 0; i < h.header_count; ++i) {
     const HeaderField& f = h.headers[static_cast<std::size_t>(i)];
-    if (equalsIgnoreCase(field(buf, f.name), "connection")) connection = field(buf, f.value);
+    if (equalsIgnoreCase(field(buf, f.name), "connection")) connection.addList(field(buf, f.value));
   }
   for (int i = 0; i < h.header_count; ++i) {
     const HeaderField& f = h.headers[static_cast<std::size_t>(i)];
     std::string_view name = field(buf, f.name);
     if (isResponseHopByHop(name) || equalsIgnoreCase(name, "x-request-id")) continue;
-    if (!connection.empty() && listContainsToken(connection, name)) continue;
+    if (connection.named(name)) continue;
     appendField(out, name, field(buf, f.value));
   }
   const ResponseFraming& fr = in.framing;
