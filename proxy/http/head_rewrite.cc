@@ -95,8 +95,10 @@ bool isIdempotent(std::uint8_t method) {
   }
 }
 
-void buildUpstreamHead(const MessageHead& h, const char* buf, const UpstreamHeadInput& in,
-                       std::string* out) {
+// flatten: inlines the string appends (GCC otherwise calls an out-of-line
+// clone for each piece of every field).
+[[gnu::flatten]] void buildUpstreamHead(const MessageHead& h, const char* buf,
+                                        const UpstreamHeadInput& in, std::string* out) {
   out->reserve(out->size() + (h.end - h.start) + in.peer_text.size() + 256);
   out->append(buf + h.method_span.off, h.method_span.len);
   out->push_back(' ');
@@ -159,8 +161,8 @@ ResponseFraming responseFraming(const MessageHead& h, bool head_request, bool cl
   return f;
 }
 
-void buildResponseHead(const MessageHead& h, const char* buf, const ResponseHeadInput& in,
-                       std::string* out) {
+[[gnu::flatten]] void buildResponseHead(const MessageHead& h, const char* buf,
+                                        const ResponseHeadInput& in, std::string* out) {
   out->reserve(out->size() + (h.end - h.start) + in.extra_headers.size() + 128);
   std::string_view start_line(buf + h.start, h.line_end - h.start);
   std::size_t sp = start_line.find(' ');

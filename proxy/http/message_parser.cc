@@ -8,19 +8,9 @@ namespace {
 
 MessageParser* self(llhttp_t* p) { return static_cast<MessageParser*>(p->data); }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-
 bool isCrlf(char a, char b) { return a == '\r' && b == '\n'; }
 
 }  // namespace
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 bool listContainsToken(std::string_view value, std::string_view token) {
   std::size_t pos = 0;
@@ -136,8 +126,8 @@ int MessageParser::onHeaderField(llhttp_t* p, const char* at, std::size_t len) {
 int MessageParser::onHeaderValue(llhttp_t* p, const char* at, std::size_t len) {
   MessageParser* s = self(p);
   HeaderField* field = s->currentField();
-  if (s->header_state_ == 3 || field == nullptr ||
-      std::memchr(at, '\n', len) != nullptr || std::memchr(at, '\r', len) != nullptr) {
+  if (s->header_state_ == 3 || field == nullptr || std::memchr(at, '\n', len) != nullptr ||
+      std::memchr(at, '\r', len) != nullptr) {
     // A value after a completed value with no field between: obs-fold
     // (RFC 9112 §5.2), which a proxy must reject or replace; we reject.
     s->error_ = ParseError::kBadRequest;
@@ -247,8 +237,8 @@ void MessageParser::finishHead() {
   h.upgrade = parser_.upgrade != 0;
   for (int i = 0; i < h.header_count; ++i) {
     HeaderField& f = h.headers[static_cast<std::size_t>(i)];
-    f.line_end = (i + 1 < h.header_count) ? h.headers[static_cast<std::size_t>(i + 1)].name.off
-                                          : h.end - 2;
+    f.line_end =
+        (i + 1 < h.header_count) ? h.headers[static_cast<std::size_t>(i + 1)].name.off : h.end - 2;
     std::string_view name(base_ + f.name.off, f.name.len);
     if (equalsIgnoreCase(name, "host")) {
       ++h.host_count;

@@ -39,8 +39,8 @@ enum class ParseEvent {
 
 enum class ParseError {
   kNone,
-  kBadRequest,       // malformed / smuggling-shaped framing (400)
-  kTooManyHeaders,   // more than kMaxHeaders fields (431)
+  kBadRequest,      // malformed / smuggling-shaped framing (400)
+  kTooManyHeaders,  // more than kMaxHeaders fields (431)
 };
 
 struct ParseResult {
@@ -57,9 +57,9 @@ struct MessageHead {
   std::uint8_t version_minor = 1;
   Span method_span;
   Span url;
-  std::uint32_t start = 0;       // first byte of the head
-  std::uint32_t line_end = 0;    // just past the start line's CRLF
-  std::uint32_t end = 0;         // just past the blank line
+  std::uint32_t start = 0;     // first byte of the head
+  std::uint32_t line_end = 0;  // just past the start line's CRLF
+  std::uint32_t end = 0;       // just past the blank line
   std::array<HeaderField, kMaxHeaders> headers{};
   int header_count = 0;
   bool chunked = false;
@@ -67,7 +67,7 @@ struct MessageHead {
   bool bare_lf = false;            // a line of the head ended in LF without CR
   bool has_content_length = false;
   std::uint64_t content_length = 0;
-  bool keep_alive = true;   // per llhttp_should_keep_alive
+  bool keep_alive = true;  // per llhttp_should_keep_alive
   bool upgrade = false;
   int host_count = 0;
   int host_index = -1;
@@ -154,8 +154,17 @@ class MessageParser {
   std::array<char, 2> tail_{};  // the last two bytes consumed, across feeds
 };
 
-// Case-insensitive ASCII comparison.
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+// Case-insensitive ASCII comparison. Inline: the data path compares every
+// header name with a few fixed names, and most differ in length.
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + 32) : a[i];
+    const char y = b[i] >= 'A' && b[i] <= 'Z' ? static_cast<char>(b[i] + 32) : b[i];
+    if (x != y) return false;
+  }
+  return true;
+}
 
 // True if the comma-separated list `value` contains `token` (case-insensitive).
 bool listContainsToken(std::string_view value, std::string_view token);

@@ -41,8 +41,9 @@ std::string_view requestPath(std::string_view target) {
       target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
     }
   }
-  std::size_t q = target.find_first_of("?#");
-  return q == std::string_view::npos ? target : target.substr(0, q);
+  std::size_t end = 0;  // find_first_of("?#") calls memchr per byte
+  while (end < target.size() && target[end] != '?' && target[end] != '#') ++end;
+  return target.substr(0, end);
 }
 
 RouteTable::RouteTable(const std::vector<config::RouteConfig>& routes, PrefixForm prefixes) {

@@ -220,7 +220,11 @@ bool Http1Session::normalizeTarget(std::string_view url, std::string_view* route
   const http::NormalizedPath n = http::normalizePath(path, path_bufs_);
   if (!n.ok()) return false;
   *route_path = n.route;
-  const std::size_t rest = std::min(url.find_first_of("?#"), url.size());
+  // Where the path ends in the target: origin-form paths are a prefix of it.
+  std::size_t rest = path.data() == url.data() ? path.size() : 0;
+  if (rest == 0) {
+    while (rest < url.size() && url[rest] != '?' && url[rest] != '#') ++rest;
+  }
   if (n.forward.data() != url.data() || n.forward.size() != rest) {
     target_buf_.assign(n.forward);
     target_buf_.append(url.substr(rest));
