@@ -16,11 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "proxy/config/loader.h"
 #include "proxy/event/clock.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/server/worker.h"
-#include "proxy/upstream/shared_pool.h"
+#include "tests/support/runtime_builder.h"
 
 namespace sluice::server {
 namespace {
@@ -47,35 +46,6 @@ constexpr const char* kConfig =
     "routes:\n"
     "  - path_prefix: /api/\n"
     "    upstream: api\n";
-
-// Compiles `yaml` the way app.cc's buildRuntime does, minus admission and
-// the access log (no request here reaches either). Null if it does not load.
-std::shared_ptr<const exchange::Runtime> buildRuntime(const std::string& yaml,
-                                                      metrics::Registry& registry) {
-  config::LoadResult loaded = config::loadConfigString(yaml, "session_test.yaml");
-  if (!loaded.ok()) return nullptr;
-  auto rt = std::make_shared<exchange::Runtime>(loaded.config);
-  for (const auto& up : loaded.config->upstreams) {
-    std::string error;
-    auto pool = upstream::SharedPool::create(up, &error);
-    if (!pool) return nullptr;
-    rt->pools.push_back(std::move(pool));
-    rt->pool_stats.push_back(registry.upstream(up.name));
-  }
-  rt->unmatched_stats = registry.route("unmatched");
-  for (const auto& route : loaded.config->routes) {
-    exchange::RouteRuntime rr;
-    for (std::size_t i = 0; i < loaded.config->upstreams.size(); ++i) {
-      if (loaded.config->upstreams[i].name == route.upstream) {
-        rr.pool = rt->pools[i].get();
-        rr.pool_index = i;
-      }
-    }
-    rr.stats = registry.route(route.name.empty() ? route.path_prefix : route.name);
-    rt->route_runtime.push_back(std::move(rr));
-  }
-  return rt;
-}
 
 // The client's end of the fake connection; outlives the transport, which the
 // session owns and the worker frees.
@@ -181,7 +151,7 @@ std::string getWithId(const std::string& id) {
 class Http1SessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto rt = buildRuntime(kConfig, registry_);
+    auto rt = testing::buildRuntime(kConfig, registry_);
     ASSERT_NE(rt, nullptr);
     worker_ = std::make_unique<Worker>(0, shared_, std::move(rt));
     session_ = new Http1Session(*worker_, std::make_unique<WireTransport>(wire_),
