@@ -17,14 +17,14 @@
 
 #include "proxy/event/clock.h"
 #include "proxy/exchange/downstream.h"
-#include "proxy/server/admission.h"
+#include "proxy/admission/admission.h"
 #include "proxy/transport/transport.h"
 #include "proxy/upstream/local_pool.h"
 
 namespace sluice::exchange::testing {
 
 // Where the admission interface lives; the one line to change if it moves.
-namespace adm = ::sluice::server;
+namespace adm = ::sluice::admission;
 
 // Appends everything `out` holds to `to` and empties it.
 inline void drainOutbox(transport::Outbox& out, std::string* to) {
