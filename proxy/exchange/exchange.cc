@@ -156,6 +156,9 @@ void Exchange::onUpstreamReady(bool readable, bool writable) noexcept {
         return;
       }
       up_->connected = true;
+      // Connected: a body still arriving is bounded by the session's
+      // body_timeout; the response deadline starts once it is all written.
+      setDeadline(Deadline::kNone, 0);
       up_->ensureBuffer();
       up_->parser.beginMessage(0);
       up_->transport->wantRead(true);

@@ -52,7 +52,8 @@ class Exchange final : public admission::AdmissionWaiter,
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
-  // Starts `req`: decides its limits with `view` (its waiter is set here),
+  // Starts `req`: decides its limits with `view` (whose waiter, the session,
+  // hears a decision the store makes later),
   // then forwards it or has the session answer locally.
   void start(const Request& req, admission::RequestView& view);
   // From start() until the response is complete or handed back.
