@@ -10,6 +10,7 @@ void LocalPool::closeAll() {
   for (auto& [pool, head] : idle_) {
     while (head != nullptr) {
       UpstreamConn* n = head->next_idle;
+      head->pool->idle.fetch_sub(1, std::memory_order_relaxed);
       head->pool->releaseSlot(head->target);
       delete head;
       head = n;

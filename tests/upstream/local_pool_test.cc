@@ -399,13 +399,9 @@ TEST_F(LocalPoolTest, IdleConnectionTheServerClosesIsDroppedAndItsSlotFreed) {
   EXPECT_GE(peers_.events, 1);  // the worker heard a callback began
 }
 
-// ---- known bugs: disabled until fixed ----------------------------------------------
-
-// closeAll() frees the slots of the idle connections it closes but leaves
-// SharedPool::idle counted (expireIdle, reclaimOne and idleClosed all
-// decrement it): the idle-connections gauge overcounts once a worker has
-// torn down. Only worker teardown calls closeAll() today.
-TEST_F(LocalPoolTest, DISABLED_CloseAllLeavesNoIdleConnectionCounted) {
+// closeAll() uncounts the idle connections it closes, as expireIdle,
+// reclaimOne and idleClosed do (the idle-connections gauge).
+TEST_F(LocalPoolTest, CloseAllLeavesNoIdleConnectionCounted) {
   release(local_, openOne(local_, pool_), true);
   local_.closeAll();
   EXPECT_EQ(pool_->idle.load(), 0);
