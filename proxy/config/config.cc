@@ -27,5 +27,6 @@ std::string_view toString(StoreKind value) { return nameOf(kStoreKindNames, valu
 std::string_view toString(StoreErrorPolicy value) { return nameOf(kStoreErrorPolicyNames, value); }
 
 std::string_view toString(HeaderStyle value) { return nameOf(kHeaderStyleNames, value); }
+std::string_view toString(TlsVersion value) { return nameOf(kTlsVersionNames, value); }
 
 }  // namespace sluice::config

@@ -13,6 +13,12 @@
 
 namespace sluice::config {
 
+// Where a value was written in the config file (1-based; 0: not written).
+struct Position {
+  int line = 0;
+  int column = 0;
+};
+
 struct ServerConfig {
   Address listen{"0.0.0.0", 8080};
   Address admin_listen{"127.0.0.1", 9901};
@@ -27,6 +33,25 @@ struct ServerConfig {
   std::string access_log;                    // "" off | "stderr" | path
   std::string access_log_format = "logfmt";  // logfmt | json
   bool normalize_path = true;  // SPEC §12: route and forward http::normalizePath's views
+  std::optional<Address> tls_listen;  // SPEC §9: the TLS listener, when set
+};
+
+// SPEC §9. Files are read by the TLS room (proxy/tls), which reports
+// problems at the positions kept here.
+struct TlsCertificate {
+  std::string cert;  // PEM: leaf first, then its chain
+  std::string key;
+  Position cert_at;
+  Position key_at;
+};
+
+enum class TlsVersion { k12, k13 };
+
+struct TlsConfig {
+  std::vector<TlsCertificate> certificates;  // the first is the default
+  TlsVersion min_version = TlsVersion::k12;
+  std::string client_ca;  // "" = no client certificates asked for
+  Position client_ca_at;
 };
 
 struct ApiKeyConfig {
@@ -50,6 +75,10 @@ struct UpstreamConfig {
   Duration connect_timeout = Duration::seconds(2);
   Duration response_timeout = Duration::seconds(30);
   Duration idle_timeout = Duration::seconds(60);
+  bool tls = false;             // SPEC §9: TLS to the targets, certificate verified
+  std::string tls_ca;           // "" = the system's store
+  Position tls_ca_at;
+  std::string tls_server_name;  // "" = the target's host
 };
 
 enum class LimitScope { kGlobal, kIp, kApiKey };
@@ -109,6 +138,7 @@ struct Config {
   std::optional<RedisConfig> redis;       // set when the block is present
   LimiterConfig limiter;
   std::vector<RouteConfig> routes;  // first match wins
+  TlsConfig tls;
 
   // The upstream or limit with this name, or nullptr.
   const UpstreamConfig* findUpstream(const std::string& name) const;
@@ -121,5 +151,6 @@ std::string_view toString(MissingKey value);
 std::string_view toString(StoreKind value);
 std::string_view toString(StoreErrorPolicy value);
 std::string_view toString(HeaderStyle value);
+std::string_view toString(TlsVersion value);
 
 }  // namespace sluice::config

@@ -31,6 +31,8 @@ inline constexpr EnumName<HeaderStyle> kHeaderStyleNames[] = {
     {"ietf", HeaderStyle::kIetf},
     {"x-ratelimit", HeaderStyle::kXRateLimit},
     {"none", HeaderStyle::kNone}};
+inline constexpr EnumName<TlsVersion> kTlsVersionNames[] = {{"1.2", TlsVersion::k12},
+                                                            {"1.3", TlsVersion::k13}};
 
 // The spelling of `value` in `table`; "?" for a value the table lacks (one
 // cast from an out-of-range integer).

@@ -18,7 +18,7 @@ namespace sluice::config {
 namespace {
 
 constexpr std::string_view kRootKeys[] = {"server", "clients", "upstreams", "limits",
-                                          "redis",  "limiter", "routes"};
+                                          "redis",  "limiter", "routes",    "tls"};
 
 // The sections in the order they are read, then the checks across them.
 void loadRoot(Reader& reader, const YAML::Node& root, Draft& draft) {
@@ -32,6 +32,13 @@ void loadRoot(Reader& reader, const YAML::Node& root, Draft& draft) {
   if (const Entry* e = view.find("redis")) loadRedis(reader, *e, config.redis);
   if (const Entry* e = view.find("limiter")) loadLimiter(reader, *e, config.limiter);
   if (const Entry* e = reader.require(view, "routes")) loadRoutes(reader, *e, draft);
+  const Entry* tls = view.find("tls");
+  if (tls != nullptr) loadTls(reader, *tls, config.tls);
+  if (config.server.tls_listen && config.tls.certificates.empty()) {
+    const Entry* server = view.find("server");
+    reader.error(tls != nullptr ? *tls : *server,
+                 "server.tls_listen needs at least one entry in tls.certificates");
+  }
   checkReferences(reader, draft);
 }
 

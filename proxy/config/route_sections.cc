@@ -16,7 +16,8 @@ constexpr std::int64_t kMaxInt = 2147483647;
 
 constexpr std::string_view kUpstreamKeys[] = {
     "targets",         "max_connections",  "max_pending", "pending_timeout",
-    "connect_timeout", "response_timeout", "idle_timeout"};
+    "connect_timeout", "response_timeout", "idle_timeout", "tls",
+    "tls_ca",          "tls_server_name"};
 constexpr std::string_view kRouteKeys[] = {"name",    "path_prefix", "host",
                                            "methods", "upstream",    "limits"};
 
@@ -52,6 +53,17 @@ void loadUpstream(Reader& reader, const Entry& entry, UpstreamConfig& u) {
   if (const Entry* e = view.find("connect_timeout")) reader.readDuration(*e, u.connect_timeout);
   if (const Entry* e = view.find("response_timeout")) reader.readDuration(*e, u.response_timeout);
   if (const Entry* e = view.find("idle_timeout")) reader.readDuration(*e, u.idle_timeout);
+  if (const Entry* e = view.find("tls")) reader.readBool(*e, u.tls);
+  if (const Entry* e = view.find("tls_ca")) {
+    if (auto text = reader.readString(*e)) {
+      u.tls_ca = *text;
+      const YAML::Mark m = Reader::markOf(*e);
+      u.tls_ca_at = m.is_null() ? Position{1, 1} : Position{m.line + 1, m.column + 1};
+    }
+  }
+  if (const Entry* e = view.find("tls_server_name")) {
+    if (auto text = reader.readString(*e)) u.tls_server_name = *text;
+  }
 }
 
 // path_prefix: a plain absolute path; it is also the route's default name.

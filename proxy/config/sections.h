@@ -47,6 +47,8 @@ void loadLimits(Reader& reader, const Entry& entry, Draft& draft);
 void loadRedis(Reader& reader, const Entry& entry, std::optional<RedisConfig>& out);
 // limiter: sweeping, key cap and response headers.
 void loadLimiter(Reader& reader, const Entry& entry, LimiterConfig& l);
+// tls: certificate files (names and positions), min_version, client_ca.
+void loadTls(Reader& reader, const Entry& entry, TlsConfig& tls);
 // routes: at least one, in file order (first match wins).
 void loadRoutes(Reader& reader, const Entry& entry, Draft& draft);
 

@@ -20,7 +20,7 @@ constexpr std::string_view kServerKeys[] = {
     "listen",         "admin_listen",   "workers",      "max_connections",
     "header_timeout", "idle_timeout",   "body_timeout", "max_header_bytes",
     "max_body_bytes", "shutdown_grace", "access_log",   "access_log_format",
-    "normalize_path"};
+    "normalize_path", "tls_listen"};
 constexpr std::string_view kClientsKeys[] = {"trusted_proxies", "ipv4_prefix", "ipv6_prefix",
                                              "api_key"};
 constexpr std::string_view kApiKeyKeys[] = {"header", "query"};
@@ -69,6 +69,18 @@ void loadApiKey(Reader& reader, const Entry& entry, ApiKeyConfig& out) {
   }
 }
 
+// tls_listen: "" (none, the default) or HOST:PORT, apart from the others.
+void readTlsListen(Reader& reader, const Entry& e, ServerConfig& s) {
+  if (e.value.IsNull() || (e.value.IsScalar() && e.value.Scalar().empty())) return;
+  Address a;
+  if (!reader.readAddress(e, a, Port::kZeroAllowed)) return;
+  if (a.port != 0 && (a == s.listen || a == s.admin_listen)) {
+    reader.error(e, "must differ from server.listen and server.admin_listen");
+    return;
+  }
+  s.tls_listen = a;
+}
+
 }  // namespace
 
 void loadServer(Reader& reader, const Entry& entry, ServerConfig& s) {
@@ -100,6 +112,7 @@ void loadServer(Reader& reader, const Entry& entry, ServerConfig& s) {
     if (auto index = reader.readChoice(*e, formats)) s.access_log_format = formats[*index];
   }
   if (const Entry* e = view.find("normalize_path")) reader.readBool(*e, s.normalize_path);
+  if (const Entry* e = view.find("tls_listen")) readTlsListen(reader, *e, s);
 }
 
 void loadClients(Reader& reader, const Entry& entry, ClientsConfig& c) {
