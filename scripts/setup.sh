@@ -7,13 +7,13 @@ set -euo pipefail
 # Build and runtime libraries.
 BUILD_PKGS=(
   build-essential cmake pkg-config git ca-certificates
-  libevent-dev libyaml-cpp-dev prometheus-cpp-dev node-llhttp libhiredis-dev
+  libevent-dev libyaml-cpp-dev prometheus-cpp-dev node-llhttp libhiredis-dev libssl-dev
 )
 # Tests, benchmarks, fuzzing and tools used by the test suite.
 TEST_PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  curl python3 procps redis-server iptables iproute2
+  curl python3 procps redis-server iptables iproute2 openssl
 )
 
 # Load testing against peers (loadtest/): not needed to build or test.

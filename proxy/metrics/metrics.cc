@@ -81,6 +81,28 @@ void addStatusFamilies(const std::deque<StatusStats>& list, const char* label,
   }
 }
 
+// SPEC §9: handshakes on the TLS listener, and each certificate's expiry.
+void addTlsFamilies(const TlsHandshakes& h, const ScrapeInput& in, std::vector<MetricFamily>* out) {
+  auto handshakes = family("sluice_tls_handshakes_total",
+                           "TLS handshakes on the TLS listener, by result and version.",
+                           MetricType::Counter);
+  const auto count = [&](const char* result, const char* version, const std::atomic<std::uint64_t>& c) {
+    handshakes.metric.push_back(sample({{"result", result}, {"version", version}},
+                                       static_cast<double>(c.load()), MetricType::Counter));
+  };
+  count("ok", "TLSv1.2", h.ok12);
+  count("ok", "TLSv1.3", h.ok13);
+  count("failed", "", h.failed);
+  out->push_back(std::move(handshakes));
+  auto not_after = family("sluice_tls_certificate_not_after_timestamp_seconds",
+                          "When each served certificate expires (Unix seconds).",
+                          MetricType::Gauge);
+  for (const CertificateSample& c : in.certificates) {
+    not_after.metric.push_back(sample({{"name", c.name}}, c.not_after, MetricType::Gauge));
+  }
+  out->push_back(std::move(not_after));
+}
+
 }  // namespace
 
 void LatencyShard::observe(Nanos d) {
@@ -99,6 +121,7 @@ const char* upstreamErrorName(UpstreamError e) {
     case UpstreamError::kProtocol: return "protocol";
     case UpstreamError::kPoolFull: return "pool_full";
     case UpstreamError::kPendingTimeout: return "pending_timeout";
+    case UpstreamError::kTls: return "tls";
   }
   return "unknown";
 }
@@ -203,6 +226,8 @@ std::string Registry::render(const ScrapeInput& in) const {
   }
   out.push_back(std::move(conns));
   out.push_back(std::move(pending));
+
+  addTlsFamilies(tls_handshakes_, in, &out);
 
   auto clients = family("sluice_client_connections", "Open client connections.", MetricType::Gauge);
   clients.metric.push_back(sample({}, static_cast<double>(in.client_connections), MetricType::Gauge));

@@ -36,8 +36,16 @@ struct alignas(64) LatencyShard {
   void observe(Nanos d);
 };
 
-enum class UpstreamError { kConnect, kTimeout, kReset, kProtocol, kPoolFull, kPendingTimeout };
-inline constexpr int kUpstreamErrorKinds = 6;
+enum class UpstreamError {
+  kConnect,
+  kTimeout,
+  kReset,
+  kProtocol,
+  kPoolFull,
+  kPendingTimeout,
+  kTls
+};
+inline constexpr int kUpstreamErrorKinds = 7;
 const char* upstreamErrorName(UpstreamError e);
 
 struct alignas(64) StatusShard {
@@ -85,11 +93,24 @@ struct PoolSample {
   std::int64_t active = 0, idle = 0, pending = 0;
 };
 
+// TLS handshakes on the TLS listener (SPEC §9), counted once per connection.
+struct TlsHandshakes {
+  std::atomic<std::uint64_t> ok12{0};
+  std::atomic<std::uint64_t> ok13{0};
+  std::atomic<std::uint64_t> failed{0};
+};
+
+struct CertificateSample {
+  std::string name;  // the certificate's first DNS name
+  double not_after = 0;
+};
+
 // Values read at scrape time from the live runtime.
 struct ScrapeInput {
   std::vector<LimitSample> limits;
   std::vector<PoolSample> pools;
   std::int64_t client_connections = 0;
+  std::vector<CertificateSample> certificates;
 };
 
 class Registry {
@@ -100,6 +121,7 @@ class Registry {
   StatusStats* upstream(const std::string& name);
   // Redis decisions: status slots 0/1/2 hold ok/error/timeout.
   StatusStats* store() { return &store_; }
+  TlsHandshakes* tlsHandshakes() { return &tls_handshakes_; }
   // The first load at start-up: sets the timestamp, counts no reload.
   void configLoaded(double wall_seconds) { last_reload_success_.store(wall_seconds); }
   void reloadSucceeded(double wall_seconds);
@@ -119,6 +141,7 @@ class Registry {
   std::atomic<std::uint64_t> reload_success_{0};
   std::atomic<std::uint64_t> reload_failure_{0};
   std::atomic<double> last_reload_success_{0};
+  TlsHandshakes tls_handshakes_;
 };
 
 }  // namespace sluice::metrics
