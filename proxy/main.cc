@@ -59,13 +59,13 @@ int main(int argc, char** argv) {
     }
   }
   if (!check_path.empty()) {
-    auto r = sluice::config::loadConfigFile(check_path);
+    auto r = sluice::app::loadChecked(check_path);
     if (!r.ok()) return printErrors(r);
     std::printf("ok\n");
     return 0;
   }
   if (config_path.empty()) return usage();
-  auto r = sluice::config::loadConfigFile(config_path);
+  auto r = sluice::app::loadChecked(config_path);
   if (!r.ok()) {
     for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.toString().c_str());
     return 1;

@@ -15,6 +15,7 @@
 #include "proxy/config/loader.h"
 #include "proxy/event/log.h"
 #include "proxy/server/http1_session.h"
+#include "proxy/tls/files.h"
 #include "proxy/transport/socket_address.h"
 #include "proxy/version.h"
 
@@ -30,6 +31,14 @@ int workerCount(const config::Config& cfg) {
 }
 
 }  // namespace
+
+config::LoadResult loadChecked(const std::string& path) {
+  config::LoadResult result = config::loadConfigFile(path);
+  if (!result.ok()) return result;
+  result.errors = tls::checkFiles(*result.config);
+  if (!result.errors.empty()) result.config = nullptr;
+  return result;
+}
 
 std::shared_ptr<const exchange::Runtime> buildRuntime(std::shared_ptr<const config::Config> cfg,
                                                       const exchange::Runtime* previous,
@@ -47,7 +56,8 @@ std::shared_ptr<const exchange::Runtime> buildRuntime(std::shared_ptr<const conf
         if (old.name == up.name && old.targets == up.targets &&
             old.max_connections == up.max_connections && old.max_pending == up.max_pending &&
             old.pending_timeout == up.pending_timeout &&
-            old.connect_timeout == up.connect_timeout &&
+            old.connect_timeout == up.connect_timeout && old.tls == up.tls &&
+            old.tls_ca == up.tls_ca && old.tls_server_name == up.tls_server_name &&
             old.response_timeout == up.response_timeout && old.idle_timeout == up.idle_timeout) {
           pool = previous->pools[i];
         }
@@ -57,6 +67,10 @@ std::shared_ptr<const exchange::Runtime> buildRuntime(std::shared_ptr<const conf
     if (!pool) return nullptr;
     rt->pools.push_back(std::move(pool));
     rt->pool_stats.push_back(registry->upstream(up.name));
+  }
+  if (cfg->server.tls_listen) {
+    rt->tls = tls::ServerTls::create(cfg->tls, error);
+    if (!rt->tls) return nullptr;
   }
   rt->admission = admission::makeAdmission(*cfg, previous ? previous->admission.get() : nullptr,
                                            std::move(store), registry->store(), workers, now);
@@ -119,19 +133,16 @@ int App::run() {
   shared_.max_connections.store(cfg_->server.max_connections);
 
   metrics_->configLoaded(clock_.wallSeconds());
-  config::Address listen = cfg_->server.listen;
   for (int i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<server::Worker>(i, shared_, runtime_));
     shared_.workers.push_back(workers_.back().get());
   }
-  int port = -1;
-  for (auto& w : workers_) {
-    port = w->listen(listen, &error);
-    if (port < 0) {
-      event::log(LogLevel::kError, "cannot listen", {{"error", error}});
-      return 1;
-    }
-    listen.port = static_cast<std::uint16_t>(port);  // port 0: all workers share the first pick
+  const bool tls = cfg_->server.tls_listen.has_value();
+  if (!bindAll(server::ListenerKind::kPlain, cfg_->server.listen, false, &bound_listen_, &error) ||
+      (tls && !bindAll(server::ListenerKind::kTls, *cfg_->server.tls_listen, false, &bound_tls_,
+                       &error))) {
+    event::log(LogLevel::kError, "cannot listen", {{"error", error}});
+    return 1;
   }
 
   admin_ = evhttp_new(base_);
@@ -141,7 +152,6 @@ int App::run() {
   evhttp_bound_socket* admin_sock =
       evhttp_bind_socket_with_handle(admin_, admin_addr.host.c_str(), admin_addr.port);
   admin_sock_ = admin_sock;
-  bound_listen_ = listen;
   if (admin_sock == nullptr) {
     event::log(
         LogLevel::kError, "cannot listen",
@@ -161,9 +171,11 @@ int App::run() {
   timeval sweep_tv{0, static_cast<suseconds_t>(admission::kSweepTick / 1000)};
   event_add(sweep_ev_, &sweep_tv);
 
-  config::Address shown = listen;
   event::log(LogLevel::kInfo, "listening",
-             {{"listener", "proxy"}, {"addr", shown.toString()}, {"workers", std::to_string(n)}});
+             {{"listener", "proxy"}, {"addr", bound_listen_.toString()}, {"workers", std::to_string(n)}});
+  if (tls) {
+    event::log(LogLevel::kInfo, "listening", {{"listener", "tls"}, {"addr", bound_tls_.toString()}});
+  }
   config::Address admin_shown = admin_addr;
   admin_shown.port = static_cast<std::uint16_t>(admin_port);
   event::log(LogLevel::kInfo, "listening",
@@ -201,7 +213,7 @@ void App::onSignal(evutil_socket_t sig, short, void* arg) noexcept {
 }
 
 void App::reload() {
-  auto result = config::loadConfigFile(config_path_);
+  auto result = loadChecked(config_path_);
   if (!result.errors.empty()) {
     for (const auto& e : result.errors) {
       event::log(LogLevel::kError, "reload failed", {{"error", e.toString()}});
@@ -276,16 +288,36 @@ bool App::rebindListeners(const config::Config& next, std::string* error) {
     event::log(LogLevel::kInfo, "listening", {{"listener", "admin"}, {"addr", shown.toString()}});
   }
   if (!(next.server.listen == cur.listen)) {
-    // New listeners first, then the old ones close: no refused connection.
-    config::Address addr = next.server.listen;
-    for (auto& w : workers_) {
-      int port = w->rebind(addr, error);
-      if (port < 0) return false;
-      addr.port = static_cast<std::uint16_t>(port);
+    if (!bindAll(server::ListenerKind::kPlain, next.server.listen, true, &bound_listen_, error)) {
+      return false;
     }
-    bound_listen_ = addr;
-    event::log(LogLevel::kInfo, "listening", {{"listener", "proxy"}, {"addr", addr.toString()}});
+    event::log(LogLevel::kInfo, "listening",
+               {{"listener", "proxy"}, {"addr", bound_listen_.toString()}});
   }
+  if (next.server.tls_listen != cur.tls_listen) {
+    if (!next.server.tls_listen) {
+      for (auto& w : workers_) w->unbind(server::ListenerKind::kTls);
+    } else if (!bindAll(server::ListenerKind::kTls, *next.server.tls_listen, true, &bound_tls_,
+                        error)) {
+      return false;
+    } else {
+      event::log(LogLevel::kInfo, "listening",
+                 {{"listener", "tls"}, {"addr", bound_tls_.toString()}});
+    }
+  }
+  return true;
+}
+
+bool App::bindAll(server::ListenerKind kind, config::Address addr, bool rebind,
+                  config::Address* bound, std::string* error) {
+  // On reload the new listeners come first, then the old ones close: no
+  // refused connection. Port 0: every worker shares the first worker's pick.
+  for (auto& w : workers_) {
+    const int port = rebind ? w->rebind(addr, kind, error) : w->listen(addr, kind, error);
+    if (port < 0) return false;
+    addr.port = static_cast<std::uint16_t>(port);
+  }
+  *bound = addr;
   return true;
 }
 
@@ -334,6 +366,11 @@ void App::onAdminRequest(evhttp_request* req, void* arg) noexcept {
   if (path == "/metrics") {
     metrics::ScrapeInput in;
     in.client_connections = app->shared_.client_connections.load();
+    if (app->runtime_->tls) {
+      for (const tls::CertificateInfo& c : app->runtime_->tls->certificates()) {
+        in.certificates.push_back({c.name, static_cast<double>(c.not_after)});
+      }
+    }
     const auto& rt = app->runtime_;
     for (std::size_t i = 0; i < rt->pools.size(); ++i) {
       const auto& p = rt->pools[i];

@@ -11,12 +11,17 @@
 #include <vector>
 
 #include "proxy/config/config.h"
+#include "proxy/config/loader.h"
 #include "proxy/event/clock.h"
 #include "proxy/exchange/runtime.h"
 #include "proxy/server/worker.h"
 #include "proxy/store/redis_store.h"
 
 namespace sluice::app {
+
+// The config at `path` with the files it names checked too (TLS certificates
+// and keys, SPEC §9): what --check-config, start-up and SIGHUP load.
+config::LoadResult loadChecked(const std::string& path);
 
 // Compiles a validated config into a runtime snapshot. `previous` (may be
 // null) donates state that survives a reload. Returns null and sets `error`.
@@ -47,6 +52,10 @@ class App {
   // Has every worker open its connections to `store` (posted to the loops).
   void connectStore(const std::shared_ptr<store::RedisStore>& store);
   bool rebindListeners(const config::Config& next, std::string* error);
+  // Binds (or rebinds) the listener of `kind` on every worker; `*bound` is
+  // the address with the port picked.
+  bool bindAll(server::ListenerKind kind, config::Address addr, bool rebind,
+               config::Address* bound, std::string* error);
   void beginDrain();
   void stopWorkers();
 
@@ -64,6 +73,7 @@ class App {
   evhttp* admin_ = nullptr;
   evhttp_bound_socket* admin_sock_ = nullptr;
   config::Address bound_listen_;  // actual address (port 0 resolved)
+  config::Address bound_tls_;
   std::vector<::event*> signal_events_;
   ::event* drain_ev_ = nullptr;
   ::event* sweep_ev_ = nullptr;

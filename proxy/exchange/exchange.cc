@@ -89,6 +89,7 @@ void Exchange::afterAdmission(admission::AdmissionResult& verdict) {
   in.http10 = req_.http10;
   in.peer_text = req_.peer_text;
   in.request_id = req_.request_id;
+  in.proto = req_.https ? "https" : "http";
   http::buildUpstreamHead(*req_.head, req_.buf, in, &up_head_);
   if (!down_.beginForwarding()) return;  // the session answered 400
   resp_ = Resp::kHead;
@@ -150,7 +151,11 @@ void Exchange::onUpstreamReady(bool readable, bool writable) noexcept {
   if (up_ == nullptr) return;
   if (writable) {
     if (!up_->connected) {
-      if (up_->transport->connectError() != 0) {
+      if (const int err = up_->transport->connectError(); err != 0) {
+        if (err == EPROTO && up_->transport->secure()) {
+          upstreamFailed(502, metrics::UpstreamError::kTls);  // SPEC §9: kind="tls"
+          return;
+        }
         up_->pool->markDown(up_->target, down_.now());
         upstreamFailed(502, metrics::UpstreamError::kConnect);
         return;

@@ -33,6 +33,7 @@ struct Request {
   bool head_request = false;
   bool http10 = false;
   bool idempotent = false;
+  bool https = false;  // came over TLS: X-Forwarded-Proto https
 };
 
 // What the exchange tells the session's request record (metrics, access log).

@@ -10,6 +10,7 @@
 #include "proxy/event/access_log.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/routing/route_table.h"
+#include "proxy/tls/context.h"
 #include "proxy/admission/admission.h"
 #include "proxy/upstream/shared_pool.h"
 
@@ -31,6 +32,7 @@ struct Runtime {
   metrics::StatusStats* unmatched_stats = nullptr;           // requests before/without a route
   std::shared_ptr<admission::AdmissionContext> admission;
   std::shared_ptr<event::AccessLog> access_log;  // null when off
+  std::shared_ptr<const tls::ServerTls> tls;      // set with server.tls_listen
 
   explicit Runtime(std::shared_ptr<const config::Config> cfg)
       : config(cfg),

@@ -284,6 +284,7 @@ void Http1Session::startExchange() {
   r.head_request = head_request_;
   r.http10 = client_http10_;
   r.idempotent = http::isIdempotent(h.method);
+  r.https = t_->secure();
   setDeadline(Deadline::kNone, 0);  // the exchange's deadlines apply from here
   exchange_.start(r, view);
 }

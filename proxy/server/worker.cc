@@ -9,6 +9,7 @@
 
 #include "proxy/event/log.h"
 #include "proxy/server/http1_session.h"
+#include "proxy/tls/tls_transport.h"
 #include "proxy/transport/plain_transport.h"
 #include "proxy/transport/socket_address.h"
 
@@ -73,7 +74,7 @@ Worker::~Worker() {
   }
   for (Http1Session* c : graveyard_) delete c;
   pool_.closeAll();  // before the loop its events belong to is freed
-  if (listener_ != nullptr) evconnlistener_free(listener_);
+  closeListeners();
   event_free(tick_ev_);
   event_free(inbox_ev_);
   event_free(reap_ev_);
@@ -101,21 +102,54 @@ evconnlistener* Worker::bindListener(const config::Address& addr, std::string* e
   return l;
 }
 
-int Worker::listen(const config::Address& addr, std::string* error) {
+int Worker::listen(const config::Address& addr, ListenerKind kind, std::string* error) {
   int port = -1;
-  listener_ = bindListener(addr, error, &port);
-  return listener_ == nullptr ? -1 : port;
+  evconnlistener*& slot = listeners_[static_cast<std::size_t>(kind)];
+  slot = bindListener(addr, error, &port);
+  return slot == nullptr ? -1 : port;
 }
 
-int Worker::rebind(const config::Address& addr, std::string* error) {
+int Worker::rebind(const config::Address& addr, ListenerKind kind, std::string* error) {
   int port = -1;
   evconnlistener* fresh = bindListener(addr, error, &port);
   if (fresh == nullptr) return -1;
   InboxMessage m;
   m.kind = InboxMessage::Kind::kSwapListener;
   m.listener = fresh;
+  m.listener_kind = kind;
   post(std::move(m));
   return port;
+}
+
+void Worker::unbind(ListenerKind kind) {
+  InboxMessage m;
+  m.kind = InboxMessage::Kind::kSwapListener;
+  m.listener_kind = kind;
+  post(std::move(m));
+}
+
+void Worker::pauseListeners() {
+  for (evconnlistener* l : listeners_) {
+    if (l != nullptr) evconnlistener_disable(l);
+  }
+  listener_paused_ = true;
+}
+
+void Worker::closeListeners() {
+  for (evconnlistener*& l : listeners_) {
+    if (l != nullptr) evconnlistener_free(l);
+    l = nullptr;
+  }
+}
+
+std::unique_ptr<transport::Transport> Worker::transportFor(const evconnlistener* l, int fd) {
+  const auto tls_slot = static_cast<std::size_t>(ListenerKind::kTls);
+  if (l != nullptr && l == listeners_[tls_slot] && runtime_->tls) {
+    return std::make_unique<tls::TlsTransport>(base_, fd, runtime_->tls->newSession(),
+                                               tls::TlsTransport::Role::kServer,
+                                               shared_.metrics->tlsHandshakes(), nullptr);
+  }
+  return std::make_unique<transport::PlainTransport>(base_, fd, nullptr);
 }
 
 void Worker::start() {
@@ -189,26 +223,19 @@ void Worker::onAccept(evconnlistener* l, evutil_socket_t fd, sockaddr* sa, int,
     // Another worker took the last slot; this one pauses accepting.
     w->shared_.client_connections.fetch_sub(1, std::memory_order_relaxed);
     ::close(fd);
-    evconnlistener_disable(l);
-    w->listener_paused_ = true;
+    w->pauseListeners();
     return;
   }
-  new Http1Session(*w, std::make_unique<transport::PlainTransport>(w->base_, fd, nullptr),
-                   transport::peerOf(sa));
-  if (n >= max) {
-    // At the cap: stop accepting; the tick resumes once below it.
-    evconnlistener_disable(l);
-    w->listener_paused_ = true;
-  }
+  new Http1Session(*w, w->transportFor(l, fd), transport::peerOf(sa));
+  if (n >= max) w->pauseListeners();  // at the cap: the tick resumes once below it
 }
 
-void Worker::onAcceptError(evconnlistener* l, void* arg) noexcept {
+void Worker::onAcceptError(evconnlistener*, void* arg) noexcept {
   auto* w = static_cast<Worker*>(arg);
   int err = EVUTIL_SOCKET_ERROR();
   if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
     // Out of descriptors: pause instead of spinning on accept; retry on tick.
-    evconnlistener_disable(l);
-    w->listener_paused_ = true;
+    w->pauseListeners();
     event::log(event::LogLevel::kWarn, "accept paused", {{"error", std::strerror(err)}});
   }
 }
@@ -228,8 +255,10 @@ void Worker::tick() {
   }
   pool_.expireIdle(now);
   if (listener_paused_ && !stopping_ && !shared_.draining.load() &&
-      shared_.client_connections.load() < shared_.max_connections.load() && listener_ != nullptr) {
-    evconnlistener_enable(listener_);
+      shared_.client_connections.load() < shared_.max_connections.load()) {
+    for (evconnlistener* l : listeners_) {
+      if (l != nullptr) evconnlistener_enable(l);
+    }
     listener_paused_ = false;
   }
 }
@@ -268,10 +297,7 @@ void Worker::handle(InboxMessage& m) {
       break;
     }
     case InboxMessage::Kind::kDrain:
-      if (listener_ != nullptr) {
-        evconnlistener_free(listener_);
-        listener_ = nullptr;
-      }
+      closeListeners();
       for (Http1Session* c = conns_; c != nullptr;) {
         Http1Session* next = c->next;
         c->drain();
@@ -282,14 +308,17 @@ void Worker::handle(InboxMessage& m) {
       if (m.run) m.run(*this);
       break;
     case InboxMessage::Kind::kSwapListener:
-      if (listener_ != nullptr) evconnlistener_free(listener_);
-      listener_ = m.listener;
-      listener_paused_ = false;
-      if (stopping_ || shared_.draining.load()) {
-        evconnlistener_free(listener_);
-        listener_ = nullptr;
+    {
+      evconnlistener*& slot = listeners_[static_cast<std::size_t>(m.listener_kind)];
+      if (slot != nullptr) evconnlistener_free(slot);
+      slot = m.listener;
+      if (slot != nullptr && listener_paused_) evconnlistener_disable(slot);
+      if (slot != nullptr && (stopping_ || shared_.draining.load())) {
+        evconnlistener_free(slot);
+        slot = nullptr;
       }
       break;
+    }
     case InboxMessage::Kind::kStop:
       flushAccessLog(true);
       if (shared_.on_worker_stop) shared_.on_worker_stop(id_);

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -18,6 +19,7 @@
 
 #include "proxy/event/clock.h"
 #include "proxy/exchange/runtime.h"
+#include "proxy/transport/transport.h"
 #include "proxy/upstream/local_pool.h"
 
 namespace sluice::server {
@@ -38,6 +40,10 @@ struct ServerShared {
   std::vector<Worker*> workers;
 };
 
+// The client-facing listeners of a worker (SPEC §9: cleartext and TLS).
+enum class ListenerKind : int { kPlain = 0, kTls = 1 };
+inline constexpr int kListenerKinds = 2;
+
 struct InboxMessage {
   enum class Kind {
     kSlot,
@@ -52,7 +58,8 @@ struct InboxMessage {
   std::size_t target = 0;
   std::uint64_t token = 0;
   std::shared_ptr<const exchange::Runtime> runtime;
-  evconnlistener* listener = nullptr;  // kSwapListener: the new listener
+  evconnlistener* listener = nullptr;  // kSwapListener: the new listener (null: none)
+  ListenerKind listener_kind = ListenerKind::kPlain;
   std::function<void(Worker&)> run;    // kRun: runs on the worker's thread
 
   static InboxMessage of(Kind k, std::shared_ptr<upstream::SharedPool> pool = nullptr,
@@ -75,11 +82,13 @@ class Worker final : public upstream::PoolPeers {
 
   // Binds this worker's listener (SO_REUSEPORT). Returns the bound port or
   // -1 and an error message.
-  int listen(const config::Address& addr, std::string* error);
+  int listen(const config::Address& addr, ListenerKind kind, std::string* error);
   // Reload with a changed `listen`: binds the new address now (from the
   // control thread) and has the loop close the old listener afterwards, so
   // no connection is refused in between. Returns the port or -1.
-  int rebind(const config::Address& addr, std::string* error);
+  int rebind(const config::Address& addr, ListenerKind kind, std::string* error);
+  // Reload without the listener of `kind`: the loop closes it.
+  void unbind(ListenerKind kind);
   void start();  // runs the loop on a new thread
   void join();
   // Thread-safe: queue a message for this worker's loop.
@@ -136,12 +145,16 @@ class Worker final : public upstream::PoolPeers {
   void tick();
   void drainInbox();
   void handle(InboxMessage& m);
+  void pauseListeners();
+  void closeListeners();
+  // The transport for an accepted socket: TLS from the TLS listener.
+  std::unique_ptr<transport::Transport> transportFor(const evconnlistener* l, int fd);
 
   int id_;
   ServerShared& shared_;
   std::shared_ptr<const exchange::Runtime> runtime_;
   event_base* base_ = nullptr;
-  evconnlistener* listener_ = nullptr;
+  std::array<evconnlistener*, kListenerKinds> listeners_{};
   bool listener_paused_ = false;
   ::event* tick_ev_ = nullptr;
   ::event* inbox_ev_ = nullptr;

@@ -21,18 +21,21 @@ PlainTransport::~PlainTransport() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+int connectSocket(const sockaddr* addr, socklen_t len, bool* refused) {
+  *refused = false;
+  const int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (::connect(fd, addr, len) != 0 && errno != EINPROGRESS) *refused = true;
+  return fd;
+}
+
 std::unique_ptr<PlainTransport> PlainTransport::connect(event_base* base, const sockaddr* addr,
                                                         socklen_t len, TransportUser* user,
                                                         bool* refused) {
-  *refused = false;
-  int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int fd = connectSocket(addr, len, refused);
   if (fd < 0) return nullptr;
   auto t = std::make_unique<PlainTransport>(base, fd, user);
-  if (::connect(fd, addr, len) != 0 && errno != EINPROGRESS) {
-    *refused = true;
-    return t;
-  }
-  t->wantWrite();
+  if (!*refused) t->wantWrite();
   return t;
 }
 

@@ -12,6 +12,10 @@
 
 namespace sluice::transport {
 
+// A non-blocking TCP socket with a connect to `addr` started: -1 when the
+// socket cannot be made; `*refused` when the connect failed at once.
+int connectSocket(const sockaddr* addr, socklen_t len, bool* refused);
+
 class PlainTransport final : public Transport {
  public:
   // Takes ownership of the connected socket `fd` (TCP_NODELAY is set).

@@ -42,6 +42,8 @@ class Transport {
   virtual int connectError() noexcept = 0;
   // Who is told about readiness; may change (a pooled connection).
   virtual void setUser(TransportUser* user) noexcept = 0;
+  // The bytes are encrypted (TLS): X-Forwarded-Proto is https.
+  virtual bool secure() const noexcept { return false; }
 };
 
 }  // namespace sluice::transport

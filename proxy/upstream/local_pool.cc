@@ -1,5 +1,8 @@
 #include "proxy/upstream/local_pool.h"
 
+#include <unistd.h>
+
+#include "proxy/tls/tls_transport.h"
 #include "proxy/transport/plain_transport.h"
 
 namespace sluice::upstream {
@@ -51,8 +54,19 @@ UpstreamConn* LocalPool::open(const std::shared_ptr<SharedPool>& pool, std::size
   uc->user = user;
   const Target& t = pool->target(target);
   bool refused = false;
-  uc->transport = transport::PlainTransport::connect(
-      base_, reinterpret_cast<const sockaddr*>(&t.sockaddr), t.sockaddr_len, uc, &refused);
+  const auto* addr = reinterpret_cast<const sockaddr*>(&t.sockaddr);
+  if (const tls::ClientTls* tls = pool->tls()) {
+    const int fd = transport::connectSocket(addr, t.sockaddr_len, &refused);
+    SSL* ssl = fd >= 0 && !refused ? tls->newSession(t.address.host) : nullptr;
+    if (ssl != nullptr) {
+      uc->transport = std::make_unique<tls::TlsTransport>(
+          base_, fd, ssl, tls::TlsTransport::Role::kClient, nullptr, uc);
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
+  } else {
+    uc->transport = transport::PlainTransport::connect(base_, addr, t.sockaddr_len, uc, &refused);
+  }
   if (!uc->transport || refused) {
     if (refused) pool->markDown(target, peers_.now());
     delete uc;

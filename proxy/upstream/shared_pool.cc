@@ -17,6 +17,10 @@ std::shared_ptr<SharedPool> SharedPool::create(const config::UpstreamConfig& cfg
     }
     pool->targets_.push_back(std::move(t));
   }
+  if (cfg.tls) {
+    pool->tls_ = tls::ClientTls::create(cfg, error);
+    if (!pool->tls_) return nullptr;
+  }
   return pool;
 }
 

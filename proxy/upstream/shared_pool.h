@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "proxy/config/config.h"
+#include "proxy/tls/context.h"
 
 namespace sluice::upstream {
 
@@ -47,6 +48,8 @@ class SharedPool {
   static std::shared_ptr<SharedPool> create(const config::UpstreamConfig& cfg, std::string* error);
 
   const config::UpstreamConfig& config() const { return cfg_; }
+  // With `tls: true`: the client context connections handshake with.
+  const tls::ClientTls* tls() const { return tls_.get(); }
   const std::string& name() const { return cfg_.name; }
   std::size_t targetCount() const { return targets_.size(); }
   Target& target(std::size_t i) { return *targets_[i]; }
@@ -75,6 +78,7 @@ class SharedPool {
   std::int64_t open() const;
 
  private:
+  std::shared_ptr<const tls::ClientTls> tls_;
   explicit SharedPool(const config::UpstreamConfig& cfg) : cfg_(cfg) {}
 
   config::UpstreamConfig cfg_;
