@@ -23,7 +23,7 @@ bash scripts/setup.sh  # lists clang-14 and libclang-rt-14-dev
 
 build="${FUZZ_BUILD_DIR:-build-fuzz}"
 all_targets=(request_parser_fuzz response_parser_fuzz chunked_body_fuzz
-             client_ip_fuzz values_fuzz config_loader_fuzz path_normalize_fuzz)
+             client_ip_fuzz values_fuzz config_loader_fuzz path_normalize_fuzz cert_name_fuzz)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 jobs="${FUZZ_JOBS:-$(nproc)}"
 
