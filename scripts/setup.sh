@@ -13,7 +13,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  curl python3 procps redis-server iptables iproute2 openssl
+  curl python3 procps redis-server iptables iproute2 openssl testssl.sh
 )
 
 # Load testing against peers (loadtest/): not needed to build or test.
