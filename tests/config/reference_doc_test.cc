@@ -202,6 +202,11 @@ std::vector<KeySpec> specKeys() {
           [](const Loaded& d) { return d.plain->server.access_log_format; }),
       lit("server.normalize_path",
           [](const Loaded& d) { return boolean(d.plain->server.normalize_path); }),
+      lit("server.tls_listen",
+          [](const Loaded& d) {
+            const auto& a = d.plain->server.tls_listen;
+            return a ? a->toString() : std::string();
+          }),
 
       prose("clients", none),
       lit("clients.trusted_proxies",
@@ -229,6 +234,10 @@ std::vector<KeySpec> specKeys() {
           [](const Loaded& d) { return upstream(d).response_timeout; }),
       dur("upstreams.<name>.idle_timeout",
           [](const Loaded& d) { return upstream(d).idle_timeout; }),
+      lit("upstreams.<name>.tls", [](const Loaded& d) { return boolean(upstream(d).tls); }),
+      lit("upstreams.<name>.tls_ca", [](const Loaded& d) { return upstream(d).tls_ca; }),
+      lit("upstreams.<name>.tls_server_name",
+          [](const Loaded& d) { return upstream(d).tls_server_name; }),
 
       lit("limits",
           [](const Loaded&) {
@@ -294,6 +303,17 @@ std::vector<KeySpec> specKeys() {
           [](const Loaded& d) { return boolean(d.plain->limiter.response_headers); }),
       lit("limiter.header_style",
           [](const Loaded& d) { return std::string(toString(d.plain->limiter.header_style)); }),
+
+      prose("tls", none),
+      lit("tls.certificates",
+          [](const Loaded& d) { return d.plain->tls.certificates.empty() ? "[]" : "?"; }),
+      required("tls.certificates[].cert",
+               kOneUpstream + kOneRoute + "tls:\n  certificates:\n    - {key: k.pem}\n"),
+      required("tls.certificates[].key",
+               kOneUpstream + kOneRoute + "tls:\n  certificates:\n    - {cert: c.pem}\n"),
+      lit("tls.min_version",
+          [](const Loaded& d) { return std::string(toString(d.plain->tls.min_version)); }),
+      lit("tls.client_ca", [](const Loaded& d) { return d.plain->tls.client_ca; }),
 
       required("routes", kOneUpstream),
       prose("routes[].name",
