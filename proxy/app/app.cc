@@ -138,7 +138,9 @@ int App::run() {
     shared_.workers.push_back(workers_.back().get());
   }
   const bool tls = cfg_->server.tls_listen.has_value();
-  if (!bindAll(server::ListenerKind::kPlain, cfg_->server.listen, false, &bound_listen_, &error) ||
+  const bool plain = cfg_->server.cleartext;
+  if ((plain && !bindAll(server::ListenerKind::kPlain, cfg_->server.listen, false, &bound_listen_,
+                         &error)) ||
       (tls && !bindAll(server::ListenerKind::kTls, *cfg_->server.tls_listen, false, &bound_tls_,
                        &error))) {
     event::log(LogLevel::kError, "cannot listen", {{"error", error}});
@@ -171,10 +173,16 @@ int App::run() {
   timeval sweep_tv{0, static_cast<suseconds_t>(admission::kSweepTick / 1000)};
   event_add(sweep_ev_, &sweep_tv);
 
-  event::log(LogLevel::kInfo, "listening",
-             {{"listener", "proxy"}, {"addr", bound_listen_.toString()}, {"workers", std::to_string(n)}});
+  if (plain) {
+    event::log(LogLevel::kInfo, "listening",
+               {{"listener", "proxy"},
+                {"addr", bound_listen_.toString()},
+                {"workers", std::to_string(n)}});
+  }
   if (tls) {
-    event::log(LogLevel::kInfo, "listening", {{"listener", "tls"}, {"addr", bound_tls_.toString()}});
+    event::log(
+        LogLevel::kInfo, "listening",
+        {{"listener", "tls"}, {"addr", bound_tls_.toString()}, {"workers", std::to_string(n)}});
   }
   config::Address admin_shown = admin_addr;
   admin_shown.port = static_cast<std::uint16_t>(admin_port);
@@ -287,7 +295,9 @@ bool App::rebindListeners(const config::Config& next, std::string* error) {
         static_cast<std::uint16_t>(transport::boundPort(evhttp_bound_socket_get_fd(fresh)));
     event::log(LogLevel::kInfo, "listening", {{"listener", "admin"}, {"addr", shown.toString()}});
   }
-  if (!(next.server.listen == cur.listen)) {
+  if (!next.server.cleartext && cur.cleartext) {
+    for (auto& w : workers_) w->unbind(server::ListenerKind::kPlain);
+  } else if (next.server.cleartext && (!cur.cleartext || !(next.server.listen == cur.listen))) {
     if (!bindAll(server::ListenerKind::kPlain, next.server.listen, true, &bound_listen_, error)) {
       return false;
     }

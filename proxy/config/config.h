@@ -21,6 +21,7 @@ struct Position {
 
 struct ServerConfig {
   Address listen{"0.0.0.0", 8080};
+  bool cleartext = true;  // false: `listen: ""`, no cleartext listener (SPEC §9)
   Address admin_listen{"127.0.0.1", 9901};
   int workers = 0;  // 0 = auto (number of CPUs)
   std::int64_t max_connections = 10000;

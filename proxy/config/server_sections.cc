@@ -17,10 +17,9 @@ namespace {
 constexpr std::int64_t kMaxWorkers = 1024;
 
 constexpr std::string_view kServerKeys[] = {
-    "listen",         "admin_listen",   "workers",      "max_connections",
-    "header_timeout", "idle_timeout",   "body_timeout", "max_header_bytes",
-    "max_body_bytes", "shutdown_grace", "access_log",   "access_log_format",
-    "normalize_path", "tls_listen"};
+    "listen",       "admin_listen",      "workers",          "max_connections", "header_timeout",
+    "idle_timeout", "body_timeout",      "max_header_bytes", "max_body_bytes",  "shutdown_grace",
+    "access_log",   "access_log_format", "normalize_path",   "tls_listen"};
 constexpr std::string_view kClientsKeys[] = {"trusted_proxies", "ipv4_prefix", "ipv6_prefix",
                                              "api_key"};
 constexpr std::string_view kApiKeyKeys[] = {"header", "query"};
@@ -74,7 +73,7 @@ void readTlsListen(Reader& reader, const Entry& e, ServerConfig& s) {
   if (e.value.IsNull() || (e.value.IsScalar() && e.value.Scalar().empty())) return;
   Address a;
   if (!reader.readAddress(e, a, Port::kZeroAllowed)) return;
-  if (a.port != 0 && (a == s.listen || a == s.admin_listen)) {
+  if (a.port != 0 && ((s.cleartext && a == s.listen) || a == s.admin_listen)) {
     reader.error(e, "must differ from server.listen and server.admin_listen");
     return;
   }
@@ -85,10 +84,16 @@ void readTlsListen(Reader& reader, const Entry& e, ServerConfig& s) {
 
 void loadServer(Reader& reader, const Entry& entry, ServerConfig& s) {
   MapView view = reader.openMap(entry, kServerKeys);
-  if (const Entry* e = view.find("listen")) reader.readAddress(*e, s.listen, Port::kZeroAllowed);
+  if (const Entry* e = view.find("listen")) {
+    if (e->value.IsScalar() && e->value.Scalar().empty()) {
+      s.cleartext = false;  // TLS only; checked against tls_listen once it is read
+    } else {
+      reader.readAddress(*e, s.listen, Port::kZeroAllowed);
+    }
+  }
   if (const Entry* e = view.find("admin_listen")) {
     if (reader.readAddress(*e, s.admin_listen, Port::kZeroAllowed) && s.admin_listen.port != 0 &&
-        s.admin_listen == s.listen) {
+        s.cleartext && s.admin_listen == s.listen) {
       reader.error(*e, "must differ from server.listen (" + s.listen.toString() + ")");
     }
   }
@@ -113,6 +118,9 @@ void loadServer(Reader& reader, const Entry& entry, ServerConfig& s) {
   }
   if (const Entry* e = view.find("normalize_path")) reader.readBool(*e, s.normalize_path);
   if (const Entry* e = view.find("tls_listen")) readTlsListen(reader, *e, s);
+  if (!s.cleartext && !s.tls_listen) {
+    reader.error(*view.find("listen"), "\"\" (no cleartext listener) needs server.tls_listen");
+  }
 }
 
 void loadClients(Reader& reader, const Entry& entry, ClientsConfig& c) {

@@ -884,7 +884,7 @@ bool Sluice::writeConfig(std::string_view yaml) {
                   "[^\\n]*addr=\\S*:(\\d+)");
     return process_->waitForOutput(Stream::kStderr, re, deadline);
   };
-  auto proxy = listening("proxy");
+  auto proxy = listening("(?:proxy|tls)");  // the cleartext listener, or TLS alone
   auto admin = proxy ? listening("admin") : std::nullopt;
   if (!proxy || !admin) {
     auto code = process_->waitExit(deadlineIn(milliseconds(0)));

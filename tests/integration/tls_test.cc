@@ -233,6 +233,16 @@ TEST_F(TlsTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   }
 }
 
+TEST_F(TlsTest, TlsOnlyConfigServesOverTlsAlone) {
+  std::string yaml = config({{a_}});
+  const std::string cleartext = "  listen: 127.0.0.1:0\n";
+  ASSERT_NE(yaml.find(cleartext), std::string::npos);
+  yaml.replace(yaml.find(cleartext), cleartext.size(), "  listen: \"\"\n");
+  ASSERT_TRUE(start(yaml));
+  EXPECT_EQ(status(verified()), 200);
+  EXPECT_THAT(sluice_.process().stderrText(), Not(HasSubstr("listener=proxy")));
+}
+
 TEST_F(TlsTest, SniPicksTheMatchingCertificate) {
   auto b = certs_.makeLeaf("b", ca_, {"DNS:*.b.test"}, "B1");
   ASSERT_TRUE(b) << certs_.error();

@@ -109,6 +109,17 @@ TEST(TlsConfig, TlsListenWithoutACertificateIsAnError) {
             std::string::npos);
 }
 
+TEST(TlsConfig, NoCleartextListenerNeedsTheTlsOne) {
+  config::LoadResult r = config::loadConfigString(
+      "server: {listen: \"\"}\nupstreams: {api: {targets: [127.0.0.1:9]}}\n"
+      "routes: [{path_prefix: /, upstream: api}]\n",
+      "t.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 1);
+  EXPECT_NE(r.errors[0].message.find("needs server.tls_listen"), std::string::npos)
+      << r.errors[0].message;
+}
+
 TEST(TlsConfig, MinVersionIsOneTwoOrOneThree) {
   const std::string base =
       "upstreams: {api: {targets: [127.0.0.1:9]}}\nroutes: [{path_prefix: /, upstream: api}]\n";
