@@ -143,37 +143,39 @@ transport::IoResult TlsTransport::write(transport::Outbox& out) noexcept {
   if (failed_) return transport::IoResult::kError;
   if (!handshake_done_) return transport::IoResult::kAgain;
   write_wants_read_ = false;
-  for (;;) {
-    if (stage_off_ == staged_) {
-      // Stage the next record: a copy of the front of `out`, which keeps its
-      // bytes until they are written (so the caller still sees them queued).
-      staged_ = stage_off_ = 0;
-      if (out.empty()) return transport::IoResult::kDone;
-      if (!stage_) stage_ = std::make_unique<char[]>(kRecordBytes);
-      for (int i = 0; i < out.count && staged_ < kRecordBytes; ++i) {
-        const iovec& v = out.iov[static_cast<std::size_t>(i)];
-        const std::size_t n = std::min(v.iov_len, kRecordBytes - staged_);
-        std::memcpy(stage_.get() + staged_, v.iov_base, n);
-        staged_ += n;
-      }
+  // One record's bytes, copied from the front of `out`. The Outbox drops them
+  // only once written, so a retry after WANT_WRITE copies the same bytes
+  // again (pending_ of them, as OpenSSL requires); nothing is kept per
+  // connection between writes.
+  static thread_local std::unique_ptr<char[]> stage;
+  if (!stage) stage = std::make_unique<char[]>(kRecordBytes);
+  while (!out.empty()) {
+    const std::size_t len = pending_ != 0 ? pending_ : std::min(out.bytes(), kRecordBytes);
+    std::size_t copied = 0;
+    for (int i = 0; i < out.count && copied < len; ++i) {
+      const iovec& v = out.iov[static_cast<std::size_t>(i)];
+      const std::size_t n = std::min(v.iov_len, len - copied);
+      std::memcpy(stage.get() + copied, v.iov_base, n);
+      copied += n;
     }
     ERR_clear_error();
     std::size_t n = 0;
-    const int ret = SSL_write_ex(ssl_, stage_.get() + stage_off_, staged_ - stage_off_, &n);
+    const int ret = SSL_write_ex(ssl_, stage.get(), len, &n);
     if (ret == 1) {
-      stage_off_ += n;
+      pending_ = 0;
       out.consume(n);
       continue;
     }
     const int e = SSL_get_error(ssl_, ret);
-    if (e == SSL_ERROR_WANT_WRITE) return transport::IoResult::kAgain;
-    if (e == SSL_ERROR_WANT_READ) {
-      write_wants_read_ = true;
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+      pending_ = len;
+      write_wants_read_ = e == SSL_ERROR_WANT_READ;
       return transport::IoResult::kAgain;
     }
     ERR_clear_error();
     return transport::IoResult::kError;
   }
+  return transport::IoResult::kDone;
 }
 
 void TlsTransport::wantRead(bool on) noexcept {

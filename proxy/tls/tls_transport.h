@@ -3,8 +3,9 @@
 // socket, driven by the same two events as PlainTransport. The handshake runs
 // inside the transport; its user hears of readiness only once it is done (or
 // failed: then read() reports the end). Output is copied into records of up
-// to 16 KiB, so a head and its body leave in one record and one send; the
-// Outbox drops bytes only once OpenSSL has written them.
+// to 16 KiB through one staging buffer per thread, so a head and its body
+// leave in one record and one send and an idle connection holds no buffer;
+// the Outbox drops bytes only once OpenSSL has written them.
 
 #include <event2/event.h>
 #include <openssl/ssl.h>
@@ -63,9 +64,7 @@ class TlsTransport final : public transport::Transport {
   int connect_error_ = 0;
   bool read_wants_write_ = false;  // SSL_read needs the socket writable
   bool write_wants_read_ = false;  // SSL_write needs the socket readable
-  std::unique_ptr<char[]> stage_;  // the record being written: a copy of the Outbox's front
-  std::size_t staged_ = 0;
-  std::size_t stage_off_ = 0;
+  std::size_t pending_ = 0;        // bytes of the SSL_write to retry (WANT_WRITE), else 0
 };
 
 }  // namespace sluice::tls
