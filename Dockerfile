@@ -42,6 +42,7 @@ RUN apt-get update \
       libhiredis0.14 \
       libyaml-cpp0.7 \
       libprometheus-cpp-core1.0 \
+      libssl3 \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 sluice \
  && useradd --system --uid 10001 --gid sluice --no-create-home \

@@ -13,7 +13,12 @@
 #   - every rendered object against its Kubernetes / prometheus-operator model
 #     (npm kubernetes-models, pinned by helm/tools/validate/package-lock.json),
 #     fields the API does not declare, and the wiring between objects;
-#   - the rendered sluice.yaml with `sluice --check-config`;
+#   - the rendered sluice.yaml with `sluice --check-config` (with TLS on, on
+#     a copy whose certificate paths point at test certificates made here by
+#     the openssl CLI);
+#   - TLS from a Secret (ci/tls-values.yaml, ci/full-values.yaml): the config
+#     names the mounted files, the Secret is mounted read-only without subPath,
+#     the https container and Service ports, the probes on the admin port;
 #   - the checksum/config annotation: it hashes the mounted file, changes
 #     when a limit's rate changes, not when only other values change;
 #   - render-time and schema errors for common mistakes;
@@ -41,6 +46,7 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 apt_pkgs=(golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev yamllint)
 command -v node >/dev/null || apt_pkgs+=(nodejs)
+command -v openssl >/dev/null || apt_pkgs+=(openssl)
 command -v npm >/dev/null || apt_pkgs+=(npm)
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -72,6 +78,24 @@ trap 'rm -rf "$work"' EXIT
     GOFLAGS='' GOPROXY=off go build -o "$work/render" .)
 render() { "$work/render" --name sluice --namespace default "$@" "$chart"; }
 validate() { node "$validate_dir/validate.js" "$@"; }
+
+# Test certificates for configs with TLS on, laid out like the chart's mounts
+# (/etc/sluice/tls/tls.{crt,key}, /etc/sluice/client-ca/ca.crt) under $certs.
+certs="$work/certs"
+mkdir -p "$certs/tls" "$certs/client-ca"
+make_certs() {
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2)
+  openssl req -x509 "${ec[@]}" -subj /CN=sluice.test -addext subjectAltName=DNS:sluice.test \
+    -keyout "$certs/tls/tls.key" -out "$certs/tls/tls.crt" &&
+    openssl req -x509 "${ec[@]}" -subj "/CN=sluice test client CA" -addext basicConstraints=critical,CA:true \
+      -keyout "$certs/client-ca/ca.key" -out "$certs/client-ca/ca.crt" &&
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$certs/other.key"
+}
+certs_err=$(make_certs 2>&1) || { echo "chart-check: openssl could not make test certificates:" >&2; echo "$certs_err" >&2; exit 1; }
+# with_test_certs IN OUT: IN with the chart's TLS paths moved under $certs.
+with_test_certs() {
+  sed -e "s#: /etc/sluice/tls/#: $certs/tls/#" -e "s#: /etc/sluice/client-ca/#: $certs/client-ca/#" "$1" >"$2"
+}
 
 # --- checks -----------------------------------------------------------------
 passed=0
@@ -128,7 +152,13 @@ render_case() {
   check "$name: yamllint" yamllint --strict -c "$tools/yamllint.yaml" "$dir/rendered.yaml"
   check "$name: Kubernetes models, undeclared fields, wiring" validate manifests "$dir/rendered.json"
   if validate get "$dir/rendered.json" ConfigMap sluice /data/sluice.yaml >"$dir/sluice.yaml" 2>"$dir/err"; then
-    check "$name: sluice --check-config on the rendered sluice.yaml" "$sluice" --check-config "$dir/sluice.yaml"
+    if grep -q '^tls:' "$dir/sluice.yaml"; then
+      with_test_certs "$dir/sluice.yaml" "$dir/sluice.check.yaml"
+      check "$name: sluice --check-config on the rendered sluice.yaml (TLS files: openssl test certificates)" \
+        "$sluice" --check-config "$dir/sluice.check.yaml"
+    else
+      check "$name: sluice --check-config on the rendered sluice.yaml" "$sluice" --check-config "$dir/sluice.yaml"
+    fi
     local want have
     want=$(printf '%s' "$(cat "$dir/sluice.yaml")" | sha256sum | cut -d' ' -f1)
     have=$(validate get "$dir/rendered.json" Deployment sluice '/spec/template/metadata/annotations/checksum~1config') ||
@@ -143,6 +173,7 @@ render_case() {
 
 render_case default
 render_case full "$chart/ci/full-values.yaml"
+render_case tls "$chart/ci/tls-values.yaml"
 # The example in README.md ("Deploy with Helm") must keep working.
 awk '/A `my-values.yaml`:/{f=1; next} f && /^```yaml/{g=1; next} g && /^```/{exit} g' \
   "$root/README.md" >"$work/readme-values.yaml"
@@ -168,6 +199,32 @@ no_operator() {
 }
 check "full: no ServiceMonitor when the cluster lacks monitoring.coreos.com/v1" no_operator
 
+# TLS from a Secret. has_lines FILE LINE...: FILE has every LINE exactly.
+has_lines() {
+  local file=$1 line
+  shift
+  for line in "$@"; do grep -qxF -- "$line" "$file" || { echo "no line \"$line\" in:" && cat "$file" && return 1; }; done
+}
+check "tls: sluice.yaml listens for TLS on 0.0.0.0:8443 with the mounted certificate and key" \
+  has_lines "$work/tls/sluice.yaml" "  tls_listen: 0.0.0.0:8443" "tls:" "  certificates:" \
+  "  - cert: /etc/sluice/tls/tls.crt" "    key: /etc/sluice/tls/tls.key"
+check "tls: Secret read-only at /etc/sluice/tls (no subPath), https container and Service ports, probes on admin" \
+  validate tls "$work/tls/rendered.json" sluice-tls 8443
+check "full: TLS on 9443 with min_version 1.3 and client_ca (mTLS) in sluice.yaml" \
+  has_lines "$work/full/sluice.yaml" "  tls_listen: 0.0.0.0:9443" "  - cert: /etc/sluice/tls/tls.crt" \
+  "    key: /etc/sluice/tls/tls.key" "  client_ca: /etc/sluice/client-ca/ca.crt" '  min_version: "1.3"'
+check "full: both Secrets read-only (client CA bundle.pem as ca.crt), https ports, probes on admin" \
+  validate tls "$work/full/rendered.json" edge-example-com-tls 9443 partner-clients-ca:bundle.pem
+no_tls() {
+  ! grep -nE 'tls|https|8443' "$work/default/sluice.yaml" "$work/default/rendered.yaml"
+}
+check "default: TLS off renders no TLS listener, port, volume or Service port" no_tls
+# The check-config step above really reads the TLS files: a key of another
+# certificate fails it.
+sed -e "s#$certs/tls/tls.key#$certs/other.key#" "$work/tls/sluice.check.yaml" >"$work/tls/mismatch.yaml"
+check_fails "tls: sluice --check-config rejects a key that does not match the certificate" \
+  "does not match the certificate" "$sluice" --check-config "$work/tls/mismatch.yaml"
+
 # The config checksum: a limit's rate changes it, nothing else does.
 checksum() {
   render "$@" -o json >"$work/c.json" &&
@@ -186,6 +243,24 @@ if base=$(checksum) && again=$(checksum) && rate=$(checksum -f "$work/rate.yaml"
   fi
 else
   bad "checksum/config renders"
+fi
+# TLS: switching it on changes sluice.yaml, so the checksum. A Secret's
+# contents are not part of it (rotation: helm/sluice/README.md); renaming the
+# Secret changes the pod's volumes, which rolls the pods without it.
+printf 'tls:\n  secretName: other-tls\n' >"$work/tls-other.yaml"
+if base=$(checksum) && tls=$(checksum -f "$chart/ci/tls-values.yaml") &&
+  renamed=$(checksum -f "$chart/ci/tls-values.yaml" -f "$work/tls-other.yaml") &&
+  vols=$(validate get "$work/c.json" Deployment sluice /spec/template/spec/volumes); then
+  if [ "$base" != "$tls" ]; then ok "checksum/config changes when tls.enabled turns on"; else
+    bad "checksum/config changes when tls.enabled turns on" "both $base"
+  fi
+  if [ "$tls" = "$renamed" ] && grep -q '"secretName":"other-tls"' <<<"$vols"; then
+    ok "tls.secretName changes the pod's volumes, not checksum/config"
+  else
+    bad "tls.secretName changes the pod's volumes, not checksum/config" "checksum $tls vs $renamed; volumes $vols"
+  fi
+else
+  bad "checksum/config renders with TLS"
 fi
 
 # Mistakes users make are caught before anything reaches a cluster.
@@ -223,6 +298,25 @@ check "an own upstream replaces the default with backend: null" own_upstream
 printf 'terminationGracePeriodSeconds: 10\n' >"$work/grace.yaml"
 check_fails "render fails when terminationGracePeriodSeconds < preStop + shutdown_grace" "needs 30" \
   render -f "$work/grace.yaml"
+printf 'tls:\n  enabled: true\n' >"$work/tls-nosecret.yaml"
+check_fails "render fails on tls.enabled without tls.secretName" "tls.secretName is not set" \
+  render -f "$work/tls-nosecret.yaml"
+render -f "$work/tls-nosecret.yaml" --print-values >"$work/tls-nosecret.json" || true
+check_fails "schema rejects tls.enabled without tls.secretName" "values/tls/secretName: must NOT have fewer than 1 characters" \
+  validate values "$chart/values.schema.json" "$work/tls-nosecret.json"
+printf 'tls:\n  port: 8080\n' >"$work/tls-port.yaml"
+check_fails "render fails on a tls.port that is the listen port" "tls.port 8080 is also the port of config.server.listen" \
+  render -f "$chart/ci/tls-values.yaml" -f "$work/tls-port.yaml"
+printf 'tls:\n  servicePort: 80\n' >"$work/tls-svc.yaml"
+check_fails "render fails on a tls.servicePort equal to service.port" "tls.servicePort and service.port are both 80" \
+  render -f "$chart/ci/tls-values.yaml" -f "$work/tls-svc.yaml"
+printf 'config:\n  tls:\n    min_version: "1.3"\n' >"$work/own-tls.yaml"
+check_fails "render fails on config.tls (the chart writes it from tls.*)" "config.tls is set by the chart" \
+  render -f "$work/own-tls.yaml"
+printf 'tls:\n  minVersion: 1.3\n' >"$work/tls-float.yaml"
+render -f "$chart/ci/tls-values.yaml" -f "$work/tls-float.yaml" --print-values >"$work/tls-float.json" || true
+check_fails "schema rejects an unquoted tls.minVersion (1.3, a number)" "must be equal to one of the allowed values" \
+  validate values "$chart/values.schema.json" "$work/tls-float.json"
 
 # The image: the runtime stage installs the package of every shared library
 # the binary needs, beyond the base image's libc6, libstdc++6, libgcc-s1.

@@ -89,7 +89,68 @@ annotation both use this, so any change to the file rolls the pods.
 {{- fail (printf "config.upstreams.%s is not used by any route. sluice resolves every upstream at start-up, so an unused one (typically the chart's default, kept because values maps merge) can stop it: remove it with `%s: null` under config.upstreams, or route to it" $name $name) -}}
 {{- end -}}
 {{- end -}}
-{{- tpl (toYaml .Values.config) . -}}
+{{- $config := .Values.config -}}
+{{- if hasKey $server "tls_listen" -}}
+{{- fail "config.server.tls_listen is set by the chart: use tls.enabled and tls.port instead" -}}
+{{- end -}}
+{{- if hasKey $config "tls" -}}
+{{- fail "config.tls is set by the chart: use tls.enabled, tls.secretName, tls.minVersion and tls.clientCaSecretName instead" -}}
+{{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- $config = deepCopy .Values.config -}}
+{{- $_ := set $config.server "tls_listen" (include "sluice.tlsListen" .) -}}
+{{- $_ := set $config "tls" (include "sluice.tlsConfig" . | fromYaml) -}}
+{{- end -}}
+{{- tpl (toYaml $config) . -}}
+{{- end -}}
+
+{{/*
+Where the chart mounts the TLS Secrets (no subPath: the kubelet updates these
+files when a Secret changes; sluice re-reads them on SIGHUP).
+*/}}
+{{- define "sluice.tlsDir" -}}/etc/sluice/tls{{- end -}}
+{{- define "sluice.clientCaDir" -}}/etc/sluice/client-ca{{- end -}}
+
+{{/* The `tls` section of sluice.yaml (SPEC §9) when tls.enabled. */}}
+{{- define "sluice.tlsConfig" -}}
+{{- $tls := .Values.tls -}}
+{{- $secret := required "tls.enabled is true but tls.secretName is not set: name a kubernetes.io/tls Secret (keys tls.crt and tls.key) in the release namespace, e.g. one cert-manager issues" $tls.secretName -}}
+certificates:
+  - cert: {{ include "sluice.tlsDir" . }}/tls.crt
+    key: {{ include "sluice.tlsDir" . }}/tls.key
+{{- if $tls.minVersion }}
+{{- $v := toString $tls.minVersion }}
+{{- if not (has $v (list "1.2" "1.3")) }}
+{{- fail (printf "tls.minVersion is %q: use \"1.2\" or \"1.3\" (quoted)" $v) }}
+{{- end }}
+min_version: {{ $v | quote }}
+{{- end }}
+{{- if $tls.clientCaSecretName }}
+client_ca: {{ include "sluice.clientCaDir" . }}/ca.crt
+{{- end }}
+{{- end -}}
+
+{{/*
+server.tls_listen: the host of config.server.listen (0.0.0.0 by default,
+[::] for dual stack) with tls.port.
+*/}}
+{{- define "sluice.tlsListen" -}}
+{{- $listen := toString .Values.config.server.listen -}}
+{{- printf "%s:%s" (trimSuffix (printf ":%s" (include "sluice.port" $listen)) $listen) (include "sluice.tlsPort" .) -}}
+{{- end -}}
+
+{{/* The TLS container port (tls.port), distinct from the other two. */}}
+{{- define "sluice.tlsPort" -}}
+{{- $port := int .Values.tls.port -}}
+{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- fail (printf "tls.port is %v: a port number from 1 to 65535" .Values.tls.port) -}}
+{{- end -}}
+{{- range $key := list "listen" "admin_listen" -}}
+{{- if eq (toString $port) (include "sluice.port" (get $.Values.config.server $key)) -}}
+{{- fail (printf "tls.port %d is also the port of config.server.%s: pick another" $port $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $port -}}
 {{- end -}}
 
 {{/* The port number of a HOST:PORT address ("[::]:8080" included). */}}

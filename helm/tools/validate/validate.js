@@ -13,6 +13,11 @@
 //   node validate.js schema-covers SCHEMA.json README.md
 //       Every key of README's configuration reference is allowed by the
 //       schema under `config` (the schema must never reject what sluice takes).
+//   node validate.js tls RENDERED.json SECRET PORT [CA_SECRET:KEY]
+//       With tls.enabled: Secret SECRET mounted read-only (no subPath) at
+//       /etc/sluice/tls, CA_SECRET's KEY at /etc/sluice/client-ca/ca.crt,
+//       container port https = PORT, the proxy Service's https port, probes
+//       on the admin port.
 //   node validate.js get RENDERED.json KIND NAME POINTER
 //       Print one field of one object; POINTER is a JSON pointer such as
 //       /data/sluice.yaml or /spec/template/metadata/annotations/checksum~1config.
@@ -419,6 +424,15 @@ function checkWiring(objs, errors) {
   for (const m of c.volumeMounts || []) {
     if (!volumes.has(m.name)) errors.push(`Deployment: volumeMount ${m.name} has no volume`);
   }
+  for (const m of c.volumeMounts || []) {
+    const v = volumes.get(m.name);
+    if (!v || !(v.secret || v.configMap)) continue;
+    // The kubelet never updates a subPath mount: a rotated Secret or a
+    // changed ConfigMap would stay stale in the pod.
+    if (m.subPath || m.subPathExpr) errors.push(`Deployment: volumeMount ${m.name} uses subPath (never updated by the kubelet)`);
+    if (v.secret && m.readOnly !== true) errors.push(`Deployment: Secret volume ${m.name} is not mounted readOnly`);
+    if (v.secret && !v.secret.secretName) errors.push(`Deployment: Secret volume ${m.name} names no Secret`);
+  }
   const configMaps = new Set(of("ConfigMap").map((o) => o.metadata.name));
   for (const v of volumes.values()) {
     if (v.configMap && !configMaps.has(v.configMap.name)) errors.push(`Deployment: volume ${v.name} names missing ConfigMap ${v.configMap.name}`);
@@ -572,6 +586,52 @@ function checkSchemaCovers(schemaFile, readmeFile) {
   console.log(`schema: all ${keys.length} keys of the configuration reference are allowed`);
 }
 
+// ------------------------------------------------------------------ tls
+
+// With tls.enabled: the Secret mounted whole-directory and read-only where
+// sluice.yaml looks for it, the https container port, the Service's https
+// port, probes still on the admin port.
+function checkTls(file, secretName, port, clientCaSecret) {
+  const objs = readJSON(file).map((d) => d.object);
+  const errors = [];
+  const d = objs.find((o) => o.kind === "Deployment");
+  const podSpec = d.spec.template.spec;
+  const c = podSpec.containers[0];
+  const volumes = new Map((podSpec.volumes || []).map((v) => [v.name, v]));
+  const mountOf = (secret, dir, keys) => {
+    const hits = (c.volumeMounts || []).filter((m) => {
+      const v = volumes.get(m.name);
+      return v && v.secret && v.secret.secretName === secret;
+    });
+    if (hits.length !== 1) return errors.push(`Secret ${secret}: mounted ${hits.length} times, expected once`);
+    const m = hits[0];
+    if (m.mountPath !== dir) errors.push(`Secret ${secret}: mounted at ${m.mountPath}, expected ${dir}`);
+    if (m.readOnly !== true) errors.push(`Secret ${secret}: mount is not readOnly`);
+    if (m.subPath || m.subPathExpr) errors.push(`Secret ${secret}: mount uses subPath`);
+    const items = (volumes.get(m.name).secret.items || []).map((i) => `${i.key}->${i.path}`).sort();
+    if (JSON.stringify(items) !== JSON.stringify(keys.sort())) {
+      errors.push(`Secret ${secret}: items ${items.join(", ")}, expected ${keys.join(", ")}`);
+    }
+  };
+  mountOf(secretName, "/etc/sluice/tls", ["tls.crt->tls.crt", "tls.key->tls.key"]);
+  if (clientCaSecret) {
+    const [name, key] = clientCaSecret.split(":");
+    mountOf(name, "/etc/sluice/client-ca", [`${key}->ca.crt`]);
+  }
+  const https = (c.ports || []).find((p) => p.name === "https");
+  if (!https || https.containerPort !== Number(port)) errors.push(`container port https is ${https && https.containerPort}, expected ${port}`);
+  for (const probe of ["livenessProbe", "readinessProbe"]) {
+    if (((c[probe] || {}).httpGet || {}).port !== "admin") errors.push(`${probe} is not on the admin port`);
+  }
+  const svc = objs.find((o) => o.kind === "Service" && o.metadata.name === d.metadata.name);
+  const sp = svc && (svc.spec.ports || []).find((p) => p.name === "https");
+  if (!sp || sp.targetPort !== "https") errors.push(`Service ${d.metadata.name}: no https port targeting the container's https port`);
+  const admin = objs.find((o) => o.kind === "Service" && o.metadata.name !== d.metadata.name);
+  if (admin && (admin.spec.ports || []).some((p) => p.name === "https")) errors.push(`Service ${admin.metadata.name}: the admin Service has an https port`);
+  if (errors.length) die(errors.join("\n"));
+  console.log(`tls: Secret ${secretName} read-only at /etc/sluice/tls, container port https ${port}, Service port ${sp.port}`);
+}
+
 // ------------------------------------------------------------------ get
 
 function getField(file, kind, name, pointer) {
@@ -590,10 +650,12 @@ const [cmd, ...args] = process.argv.slice(2);
 if (cmd === "values" && args.length === 2) checkValues(...args);
 else if (cmd === "manifests" && args.length === 1) checkManifests(...args);
 else if (cmd === "schema-covers" && args.length === 2) checkSchemaCovers(...args);
+else if (cmd === "tls" && (args.length === 3 || args.length === 4)) checkTls(...args);
 else if (cmd === "get" && args.length === 4) getField(...args);
 else {
   die(
     "usage: validate.js values SCHEMA VALUES | manifests RENDERED.json | " +
-      "schema-covers SCHEMA README | get RENDERED.json KIND NAME POINTER",
+      "schema-covers SCHEMA README | tls RENDERED.json SECRET PORT [CA_SECRET:KEY] | " +
+      "get RENDERED.json KIND NAME POINTER",
   );
 }
