@@ -311,8 +311,8 @@ printf 'tls:\n  servicePort: 80\n' >"$work/tls-svc.yaml"
 check_fails "render fails on a tls.servicePort equal to service.port" "tls.servicePort and service.port are both 80" \
   render -f "$chart/ci/tls-values.yaml" -f "$work/tls-svc.yaml"
 printf 'config:\n  tls:\n    min_version: "1.3"\n' >"$work/own-tls.yaml"
-check_fails "render fails on config.tls (the chart writes it from tls.*)" "config.tls is set by the chart" \
-  render -f "$work/own-tls.yaml"
+check_fails "render fails on config.tls with tls.enabled (the chart writes it from tls.*)" \
+  "config.tls is set by the chart when tls.enabled" render -f "$chart/ci/tls-values.yaml" -f "$work/own-tls.yaml"
 printf 'tls:\n  minVersion: 1.3\n' >"$work/tls-float.yaml"
 render -f "$chart/ci/tls-values.yaml" -f "$work/tls-float.yaml" --print-values >"$work/tls-float.json" || true
 check_fails "schema rejects an unquoted tls.minVersion (1.3, a number)" "must be equal to one of the allowed values" \

@@ -90,11 +90,11 @@ annotation both use this, so any change to the file rolls the pods.
 {{- end -}}
 {{- end -}}
 {{- $config := .Values.config -}}
-{{- if hasKey $server "tls_listen" -}}
-{{- fail "config.server.tls_listen is set by the chart: use tls.enabled and tls.port instead" -}}
+{{- if and .Values.tls.enabled (hasKey $server "tls_listen") -}}
+{{- fail "config.server.tls_listen is set by the chart when tls.enabled: use tls.port instead (or tls.enabled: false and your own certificate files)" -}}
 {{- end -}}
-{{- if hasKey $config "tls" -}}
-{{- fail "config.tls is set by the chart: use tls.enabled, tls.secretName, tls.minVersion and tls.clientCaSecretName instead" -}}
+{{- if and .Values.tls.enabled (hasKey $config "tls") -}}
+{{- fail "config.tls is set by the chart when tls.enabled: use tls.secretName, tls.minVersion and tls.clientCaSecretName instead (or tls.enabled: false and your own certificate files)" -}}
 {{- end -}}
 {{- if .Values.tls.enabled -}}
 {{- $config = deepCopy .Values.config -}}
