@@ -17,6 +17,14 @@ rotates each round) so drift of the machine hits every target alike:
   d2 many-xff      thousands of X-Forwarded-For clients + API keys   (load client)
   e accuracy       10x overload of a 1000/s limit for 10 s           (load client, paced)
   f key-flood      1M distinct API keys against limiter.max_keys 100k, sluice only
+  g tls-keepalive  like a, over TLS (keep-alive HTTPS)                (wrk)
+  h tls-handshakes one request per connection, each a full TLS handshake
+                   without resumption                                 (load client)
+  m tls-idle       10,000 idle TLS connections (one request each, then held):
+                   VmRSS above the idle baseline, sluice only         (load client)
+
+g, h and m use an ECDSA P-256 certificate made with the openssl CLI in the
+run's temporary directory (removed at the end).
 
 Per target and scenario: req/s, p50/p90/p99/p99.9 latency, status counts,
 CPU microseconds per request (utime+stime from /proc of every process of the
@@ -36,7 +44,9 @@ import json
 import os
 import platform
 import resource
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -162,6 +172,91 @@ def run_flood(sluice, client_bin, keys, max_keys, cap_seconds, tail_seconds):
     }
 
 
+def make_certificate(tmp):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 / localhost, made
+    for this run only (in its temporary directory)."""
+    cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+    res = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        capture_output=True, text=True, timeout=30)
+    if res.returncode != 0:
+        raise RuntimeError(f"openssl req failed: {res.stderr.strip()[-400:]}")
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def client_connections(sluice):
+    """The sluice_client_connections gauge (no labels)."""
+    for line in sluice.metrics().splitlines():
+        if line.startswith("sluice_client_connections "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def run_tls_idle(sluice, client_bin, count, setup_cap, ramp=32, settle=1.0):
+    """m: `count` TLS connections, each with one request answered, then held
+    idle; VmRSS of sluice before (idle, after a short warm-up) and while they
+    are held, and after they closed."""
+    port = sluice.ports["tls"]
+    pids = sluice.pids()
+    # Warm-up: contexts, the upstream pool, first allocations. Then idle.
+    drivers.run_client(client_bin, port, "/tls/x", 0.5, 4, tls=True, max_requests=400, grace=2)
+    time.sleep(settle)
+    rss_base = procs.rss_kb(pids)
+    cpu0 = procs.cpu_seconds(pids)
+    cmd = [client_bin, "--url", f"https://127.0.0.1:{port}/tls/x", "--connections", str(count),
+           "--hold", "60", "--ramp", str(ramp), "--duration", str(setup_cap), "--grace", "5",
+           "--sources", "127.4.0.1/16"]
+    t0 = time.time()
+    p = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    stdin=subprocess.DEVNULL)
+    held = None
+    err_lines = []
+    deadline = t0 + setup_cap + 15
+    try:
+        while held is None and time.time() < deadline and p.poll() is None:
+            ready, _, _ = select.select([p.stderr], [], [], max(0.05, deadline - time.time()))
+            if not ready:
+                continue
+            line = p.stderr.readline()
+            if not line:
+                break
+            err_lines.append(line)
+            if line.startswith("HOLDING "):
+                held = int(line.split()[1])
+        setup_s = time.time() - t0
+        cpu_setup = procs.cpu_seconds(pids) - cpu0
+        if held is None:
+            raise RuntimeError(f"the load client never held its connections: "
+                               f"{''.join(err_lines)[-400:]}")
+        time.sleep(settle)  # let the last answers' buffers be released
+        samples = []
+        for _ in range(3):
+            samples.append(procs.rss_kb(pids))
+            time.sleep(settle / 3)
+        gauge = client_connections(sluice)
+        cpu_idle = procs.cpu_seconds(pids) - cpu0 - cpu_setup
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    summary = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    time.sleep(settle)
+    rss_after = procs.rss_kb(pids)
+    rss_held = max(samples)
+    return {
+        "connections": count, "held": held, "gauge": gauge, "setup_s": setup_s, "ramp": ramp,
+        "cpu_us_per_connection": cpu_setup * 1e6 / max(1, held),
+        "cpu_idle_s": cpu_idle,
+        "rss_base_kb": rss_base, "rss_held_kb": rss_held, "rss_after_kb": rss_after,
+        "delta_kb": rss_held - rss_base,
+        "kb_per_connection": (rss_held - rss_base) / max(1, held),
+        "client": summary,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,11 +273,13 @@ def main():
     ap.add_argument("--seconds", type=float, help="seconds per run of a-d (default 10, quick 1)")
     ap.add_argument("--connections", type=int, default=64,
                     help="connections of a-c, d2 and e (d1 uses 256)")
-    ap.add_argument("--scenarios", default="a,b,c,d1,d2,e,f",
-                    help="comma list out of a,b,c,d1,d2,e,f")
+    ap.add_argument("--scenarios", default="a,b,c,d1,d2,e,f,g,h,m",
+                    help="comma list out of a,b,c,d1,d2,e,f,g,h,m")
     ap.add_argument("--targets", default="sluice,nginx,haproxy", help="comma list (default all)")
     ap.add_argument("--flood-keys", type=int, help="distinct API keys of f (default 1000000, quick 40000)")
     ap.add_argument("--max-keys", type=int, help="sluice limiter.max_keys (default 100000, quick 10000)")
+    ap.add_argument("--idle-conns", type=int,
+                    help="idle TLS connections of m (default 10000, quick 1000)")
     ap.add_argument("--publish", action="store_true",
                     help="also write report.md and cpu_per_request.png into loadtest/results/")
     args = ap.parse_args()
@@ -195,6 +292,7 @@ def main():
     acc_seconds = 2 if quick else 10
     flood_keys = args.flood_keys or (40000 if quick else 1000000)
     max_keys = args.max_keys or (10000 if quick else 100000)
+    idle_conns = args.idle_conns or (1000 if quick else 10000)
     wanted_scen = set(args.scenarios.split(","))
     wanted_targets = [t for t in args.targets.split(",") if t]
     for t in wanted_targets:
@@ -232,6 +330,8 @@ def main():
         sys.exit("demo upstream did not start")
 
     params = {"acc_rate": acc_rate, "acc_burst": acc_burst, "max_keys": max_keys}
+    if wanted_scen & {"g", "h", "m"}:
+        params["tls_cert"], params["tls_key"] = make_certificate(tmp)
     live = {}
     versions = tool_versions()
     for name in wanted_targets:
@@ -275,7 +375,7 @@ def main():
                     try:
                         if sc.driver == "wrk":
                             r = drivers.run_wrk(port, path, max(1, round(secs)), conns,
-                                                sc.headers)
+                                                sc.headers, tls=sc.tls)
                         else:
                             sources = sc.sources
                             if sc.key == "e":  # a fresh client address: a full bucket
@@ -285,7 +385,8 @@ def main():
                                 client_bin, port, path, secs, conns, headers=sc.headers,
                                 rate=sc.rate, sources=sources,
                                 requests_per_conn=sc.requests_per_conn, key_space=sc.key_space,
-                                max_requests=int(sc.rate * secs) if sc.rate else None)
+                                max_requests=int(sc.rate * secs) if sc.rate else None,
+                                tls=sc.tls)
                     except (drivers.DriverError, subprocess.TimeoutExpired) as e:
                         failures.append(f"{sc.label} / {variant}: {e}")
                         log(failures[-1])
@@ -301,6 +402,8 @@ def main():
                         f"{r['rps']:>9.0f} req/s  p99 {r['latency_ms']['p99']:.3f} ms  "
                         f"{r['cpu_us']:.2f} us/req  {report.status_text(r['status'])}"
                         + (f"  errors {r['errors']}" if r.get("errors") else "")
+                        + (f"  handshakes {r['handshakes']} (resumed {r['resumed']}) "
+                           f"{','.join(r.get('tls', {}))}" if "handshakes" in r else "")
                         + ("  <-- " + "; ".join(problems) if problems else ""))
                     if not t.alive():
                         failures.append(f"{name} died during {sc.label}:\n{t.log_tail()}")
@@ -339,6 +442,47 @@ def main():
                 failures.append(f"sluice died during the key flood:\n{fresh.log_tail()}")
             procs.stop(fresh.proc)
 
+    idle = None
+    if "m" in wanted_scen and "sluice" in wanted_targets:
+        # A fresh sluice again: the baseline is an idle process.
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard != resource.RLIM_INFINITY and hard < idle_conns + 512:
+            warnings.append(f"m tls-idle: RLIMIT_NOFILE hard limit {hard} allows "
+                            f"{hard - 512} connections, not {idle_conns}")
+            idle_conns = max(100, hard - 512)
+        log(f"m tls-idle: {idle_conns} idle TLS connections (a fresh sluice)")
+        itmp = os.path.join(tmp, "idle")
+        os.makedirs(itmp, exist_ok=True)
+        fresh = targets.Sluice(itmp, build_dir, args.workers, up_port,
+                               {**params, "max_connections": idle_conns + 256})
+        try:
+            fresh.start()
+            time.sleep(0.3)
+            idle = run_tls_idle(fresh, client_bin, idle_conns, setup_cap=20 if quick else 60,
+                                settle=0.3 if quick else 1.0)
+            ic = idle["client"]
+            if idle["held"] < idle_conns or ic.get("resumed") or ic.get("errors"):
+                failures.append(f"m tls-idle: held {idle['held']} of {idle_conns}, errors "
+                                f"{ic.get('errors')}, resumed {ic.get('resumed')}")
+            budget_kb = 64 * 1024 * idle_conns / 10000
+            if idle["delta_kb"] > budget_kb:
+                warnings.append(f"m tls-idle: {idle['delta_kb'] / 1024:.1f} MiB above the idle "
+                                f"baseline for {idle['held']} connections, over the budget of "
+                                f"64 MiB per 10,000 ({budget_kb / 1024:.1f} MiB)")
+            log(f"  {idle['held']} held (gauge {idle['gauge']}) after {idle['setup_s']:.1f} s; "
+                f"VmRSS {idle['rss_base_kb'] / 1024:.1f} MiB idle -> "
+                f"{idle['rss_held_kb'] / 1024:.1f} MiB held (+{idle['delta_kb'] / 1024:.1f} MiB, "
+                f"{idle['kb_per_connection']:.1f} KiB per connection) -> "
+                f"{idle['rss_after_kb'] / 1024:.1f} MiB after they closed")
+        except (drivers.DriverError, subprocess.TimeoutExpired, OSError, RuntimeError,
+                ValueError) as e:
+            failures.append(f"m tls-idle: {e}")
+            log(failures[-1])
+        if fresh.proc is not None:
+            if not fresh.alive():
+                failures.append(f"sluice died during m tls-idle:\n{fresh.log_tail()}")
+            procs.stop(fresh.proc)
+
     for name, t in live.items():
         if not t.alive():
             failures.append(f"{name} is not running at the end")
@@ -368,6 +512,7 @@ def main():
                                     for vs in variants.values() for v in vs):
             failures.append(f"{name}: no run completed")
 
+    tls_rows = report.tls_rows(table_rows)
     chart_files = report.charts(out_dir, table_rows, list(live) or wanted_targets, acc, flood)
     elapsed = time.time() - started
     mach["load_end"] = os.getloadavg()
@@ -378,14 +523,19 @@ def main():
     if acc:
         print()
         print(report.accuracy_text(acc, acc_rate, acc_burst))
+    if tls_rows:
+        print()
+        print(report.tls_text(tls_rows))
+    extra = {"tls_rows": tls_rows, "idle": idle}
     write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, table_rows, acc,
                  acc_rate, acc_burst, flood, chart_files, failures + [f"warning: {w}" for w in warnings],
-                 elapsed, results)
+                 elapsed, results, extra)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"command": command, "machine": mach, "versions": versions,
                    "runs": [{"scenario": k, "target": v, **r} for (k, v), rs in results.items()
                             for r in rs],
-                   "accuracy": acc, "flood": flood, "failures": failures}, f, indent=1)
+                   "accuracy": acc, "flood": flood, "tls": tls_rows, "tls_idle": idle,
+                   "failures": failures}, f, indent=1)
     if args.publish:
         # loadtest/results/ (committed): one chart and the report that shows it.
         dest = os.path.join(HERE, "results")
@@ -397,7 +547,7 @@ def main():
             published = [os.path.join(dest, "cpu_per_request.png")]
         write_report(dest, command, mach, versions, args, rounds, seconds, scen, table_rows, acc,
                      acc_rate, acc_burst, flood, published,
-                     failures + [f"warning: {w}" for w in warnings], elapsed, results)
+                     failures + [f"warning: {w}" for w in warnings], elapsed, results, extra)
         print(f"published: {dest}/report.md, {dest}/cpu_per_request.png")
     print(f"\nreport: {os.path.join(out_dir, 'report.md')}")
     for c in chart_files:
@@ -429,6 +579,11 @@ def check_run(sc, r):
         problems.append(f"socket errors {r['errors']}")
     if sc.min_429 and statuses.get(429, 0) < sc.min_429 * total:
         problems.append(f"only {statuses.get(429, 0)} of {total} rejected")
+    if sc.tls and r.get("driver") == "client":
+        if r.get("resumed"):
+            problems.append(f"{r['resumed']} resumed sessions (full handshakes wanted)")
+        if sc.requests_per_conn == 1 and r.get("handshakes", 0) < r["requests"]:
+            problems.append(f"{r.get('handshakes', 0)} handshakes for {r['requests']} answers")
     return problems
 
 
@@ -438,7 +593,9 @@ def machine_line(mach):
 
 
 def write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, table_rows, acc,
-                 acc_rate, acc_burst, flood, chart_files, failures, elapsed, results):
+                 acc_rate, acc_burst, flood, chart_files, failures, elapsed, results, extra=None):
+    extra = extra or {}
+    idle = extra.get("idle")
     md = ["# sluice load test", ""]
     md.append(f"`{command}` on {datetime.datetime.now().isoformat(timespec='seconds')}, "
               f"{elapsed:.0f} s in all.")
@@ -458,6 +615,13 @@ def write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, 
     md.append("- nginx and HAProxy are configured to do what sluice does by contract: "
               "X-Forwarded-For/-Proto/-Host and X-Request-Id upstream, X-Request-Id back, "
               "keep-alive upstream connections (nginx `keepalive 64`, HAProxy `http-reuse always`).")
+    if any(sc.tls for sc in scen) or idle:
+        md.append("- TLS (g, h, m): one self-signed ECDSA P-256 certificate made by the openssl "
+                  "CLI for the run; sluice `tls_listen`, nginx `listen ... ssl` with "
+                  "`ssl_protocols TLSv1.2 TLSv1.3` and `ssl_session_cache shared:SSL:10m`, "
+                  "HAProxy `bind ... ssl crt` (its default session cache); OpenSSL defaults "
+                  "otherwise, so every client here negotiates TLS 1.3 (versions and ciphers "
+                  "of h are in Runs).")
     md.append("")
     md.append("## Scenarios")
     md.append("")
@@ -466,6 +630,11 @@ def write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, 
         md.append(f"- **{sc.label}**: {sc.note}; {drv}, {sc.connections or args.connections} "
                   "connections"
                   + (f", paced at {sc.rate:g} req/s" if sc.rate else "") + ".")
+    if idle:
+        md.append(f"- **m tls-idle** (sluice only): {idle['connections']} TLS connections from "
+                  f"sluice-load-client (`--hold`, at most {idle['ramp']} being set up at once), each with "
+                  "one request answered, then held idle; VmRSS of a fresh sluice idle (after a "
+                  "short warm-up) and with all of them open.")
     if flood:
         md.append(f"- **f key-flood** (sluice only): {flood['keys_sent']} distinct API keys, "
                   f"one request each, against a per-key limit with `limiter.max_keys: "
@@ -505,6 +674,40 @@ def write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, 
                   f"before, {flood['rss_max_kb'] / 1024:.1f} MiB at most, "
                   f"{flood['rss_end_kb'] / 1024:.1f} MiB after.")
         md.append("")
+    if extra.get("tls_rows"):
+        md.append("## TLS (g, h)")
+        md.append("")
+        md.append("g: keep-alive HTTPS (wrk); h: full handshakes, one request per connection "
+                  "(sluice-load-client, no session resumption), so req/s = handshakes/s and "
+                  "CPU us/req = CPU per handshake. Goals: g CPU per request at most 0.90x "
+                  "nginx's; h handshakes/s at least nginx's. The client side of a handshake "
+                  "(an ECDSA verify among others) costs the load generator at least what the "
+                  "server side costs the proxy, and both share the machine, so measured "
+                  "handshakes/s tend to be the generator's limit, alike for every target; "
+                  "handshakes per CPU-second of the proxy (1e6 / CPU us per handshake) is "
+                  "what the proxy itself could do on one core.")
+        md.append("")
+        md.append(report.tls_markdown(extra["tls_rows"]))
+        md.append("")
+    if idle:
+        ic = idle["client"]
+        md.append("## Idle TLS connections (m)")
+        md.append("")
+        md.append(f"{idle['held']} of {idle['connections']} connections held idle "
+                  f"(`sluice_client_connections` {idle['gauge']}), set up in "
+                  f"{idle['setup_s']:.1f} s ({idle['cpu_us_per_connection']:.0f} CPU us of "
+                  f"sluice per connection: handshake + one request), "
+                  f"{report.status_text(ic.get('status', {}))}, resumed {ic.get('resumed')}, "
+                  f"{', '.join(f'{k}: {v}' for k, v in ic.get('tls', {}).items())}.")
+        md.append("")
+        md.append("| VmRSS idle MiB | with the connections MiB | above the idle baseline MiB "
+                  "| KiB per connection | after they closed MiB | per 10,000 MiB (budget 64) |")
+        md.append("|---:|---:|---:|---:|---:|---:|")
+        md.append(f"| {idle['rss_base_kb'] / 1024:.1f} | {idle['rss_held_kb'] / 1024:.1f} "
+                  f"| {idle['delta_kb'] / 1024:.1f} | {idle['kb_per_connection']:.1f} "
+                  f"| {idle['rss_after_kb'] / 1024:.1f} "
+                  f"| {idle['kb_per_connection'] * 10000 / 1024:.1f} |")
+        md.append("")
     if chart_files:
         md.append("## Charts")
         md.append("")
@@ -523,6 +726,9 @@ def write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, 
                       f"{report.status_text(r['status'])}"
                       + (f"  errors {r['errors']}" if r.get("errors") else "")
                       + (f"  connects {r['connects']}" if "connects" in r else "")
+                      + (f"  handshakes {r['handshakes']} resumed {r['resumed']} "
+                         + ", ".join(f"{k}: {v}" for k, v in r.get("tls", {}).items())
+                         if "handshakes" in r else "")
                       + (f"  source addresses {r['sources_used']}" if r.get("sources_used") else ""))
     md.append("```")
     md.append("")

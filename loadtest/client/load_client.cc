@@ -15,6 +15,18 @@
 // comes first, then waits at most --grace for answers in flight. Prints one
 // JSON object on stdout.
 //
+// With an https:// URL every connection speaks TLS (OpenSSL, certificate not
+// verified: the harness makes a self-signed one). No session is ever offered
+// for resumption (client session cache off, a fresh SSL per connection), so
+// every connection is a full handshake; --requests-per-conn 1 then measures
+// handshakes. A TLS connection's first request counts its latency from the
+// TCP connect, so the handshake is in it.
+//
+// --hold S: every connection sends one request, then stays open and idle;
+// once all of them are idle, "HOLDING n" goes to stderr and the client waits
+// S seconds (or SIGTERM) before it closes them and prints the summary. With
+// --ramp K at most K connections are being set up at once.
+//
 // Only loopback traffic: the target and every source address must lie in
 // 127.0.0.0/8.
 
@@ -22,6 +34,8 @@
 #include <event2/event.h>
 #include <llhttp.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -186,6 +200,10 @@ struct Options {
   std::uint64_t key_space = 0;  // 0 = the request number itself
   double timeout_s = 10;
   double grace_s = 5;
+  bool tls = false;
+  std::string sni;     // the URL's host when it is a name
+  double hold_s = 0;   // > 0: one request per connection, then hold them idle
+  int ramp = 0;        // > 0: at most this many connections being set up at once
 };
 
 class Client;
@@ -201,11 +219,14 @@ class Conn {
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
-  enum class State { kDown, kConnecting, kIdle, kBusy };
+  enum class State { kDown, kConnecting, kHandshaking, kIdle, kBusy };
   State state() const { return state_; }
   size_t id() const { return id_; }
   std::uint64_t sentAt() const { return sent_ns_; }
   std::uint64_t served() const { return served_; }
+  std::uint64_t connectedAt() const { return connect_ns_; }
+  bool everAnswered() const { return ever_answered_; }
+  void setEverAnswered() { ever_answered_ = true; }
 
   void connectTo(const sockaddr_in* source);
   void send(std::string request, std::uint64_t due_ns);
@@ -220,10 +241,17 @@ class Conn {
   void onWritable();
   void flush();
   void fail(const char* kind);
+  void handshake();
+  ssize_t readSome(bool& more);
+  void connected();
 
   Client& client_;
   size_t id_;
   int fd_ = -1;
+  SSL* ssl_ = nullptr;
+  bool ssl_write_retry_ = false;  // an SSL_write to repeat with the same bytes
+  std::uint64_t connect_ns_ = 0;
+  bool ever_answered_ = false;
   event* read_ev_ = nullptr;
   event* write_ev_ = nullptr;
   State state_ = State::kDown;
@@ -248,6 +276,7 @@ class Client {
       if (ev != nullptr) event_free(ev);
     }
     if (base_ != nullptr) event_base_free(base_);
+    if (ssl_ctx_ != nullptr) SSL_CTX_free(ssl_ctx_);
   }
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -256,7 +285,11 @@ class Client {
 
   // Called by connections.
   event_base* base() const { return base_; }
+  SSL_CTX* sslContext() const { return ssl_ctx_; }
+  const std::string& sni() const { return opts_.sni; }
   void onConnected(Conn& c) { becameIdle(c); }
+  void onHandshake(SSL* ssl, std::uint64_t ns);
+  void onHandshakeFailed() { ++errors_["handshake"]; }
   void onResponse(Conn& c, int status, std::uint64_t due_ns, bool reuse);
   void onError(Conn& c, const char* kind, bool request_lost);
   void onPeerClosed(Conn& c) { reconnectLater(c, 0); }
@@ -276,10 +309,27 @@ class Client {
   void reconnect(Conn& c);
   void reconnectLater(Conn& c, std::uint64_t delay_us);
   void checkDone();
+  void startMore();
+  size_t idleCount() const {
+    size_t n = 0;
+    for (const auto& c : conns_) n += c->state() == Conn::State::kIdle ? 1 : 0;
+    return n;
+  }
   void printSummary() const;
 
   Options opts_;
   event_base* base_ = nullptr;
+  SSL_CTX* ssl_ctx_ = nullptr;
+  size_t started_ = 0;          // connections started (--ramp starts them gradually)
+  size_t first_answers_ = 0;    // connections that got their first answer
+  bool holding_ = false;
+  size_t held_ = 0;            // idle connections when holding started
+  size_t held_open_end_ = 0;   // ... and still open when it ended
+  std::uint64_t hold_start_ns_ = 0;
+  std::uint64_t handshakes_ = 0;
+  std::uint64_t resumed_ = 0;
+  std::map<std::string, std::uint64_t> tls_kinds_;  // "TLSv1.3 TLS_AES_256_GCM_SHA384" -> n
+  Histogram handshake_latency_;
   event* pace_ev_ = nullptr;
   event* tick_ev_ = nullptr;
   std::vector<std::unique_ptr<Conn>> conns_;
@@ -337,12 +387,12 @@ void Conn::connectTo(const sockaddr_in* source) {
   }
   const sockaddr_in& dst = client_.target();
   state_ = State::kConnecting;
+  connect_ns_ = nowNs();
   read_ev_ = event_new(client_.base(), fd_, EV_READ | EV_PERSIST, &Conn::onReadEvent, this);
   write_ev_ = event_new(client_.base(), fd_, EV_WRITE | EV_PERSIST, &Conn::onWriteEvent, this);
   if (connect(fd_, reinterpret_cast<const sockaddr*>(&dst), sizeof dst) == 0) {
     event_add(read_ev_, nullptr);
-    state_ = State::kIdle;
-    client_.onConnected(*this);
+    connected();
     return;
   }
   if (errno != EINPROGRESS) {
@@ -352,10 +402,63 @@ void Conn::connectTo(const sockaddr_in* source) {
   event_add(write_ev_, nullptr);
 }
 
+// TCP is up: either the connection is ready, or the TLS handshake starts.
+void Conn::connected() {
+  if (client_.sslContext() == nullptr) {
+    state_ = State::kIdle;
+    client_.onConnected(*this);
+    return;
+  }
+  ssl_ = SSL_new(client_.sslContext());
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
+    fail("tls_setup");
+    return;
+  }
+  if (!client_.sni().empty()) {
+    SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(client_.sni().c_str()));
+  }
+  SSL_set_connect_state(ssl_);
+  state_ = State::kHandshaking;
+  handshake();
+}
+
+void Conn::handshake() {
+  ERR_clear_error();
+  int ret = SSL_do_handshake(ssl_);
+  if (ret == 1) {
+    event_del(write_ev_);
+    state_ = State::kIdle;
+    client_.onHandshake(ssl_, nowNs() - connect_ns_);
+    client_.onConnected(*this);
+    return;
+  }
+  int e = SSL_get_error(ssl_, ret);
+  if (e == SSL_ERROR_WANT_READ) {
+    event_del(write_ev_);
+  } else if (e == SSL_ERROR_WANT_WRITE) {
+    event_add(write_ev_, nullptr);
+  } else {
+    ERR_clear_error();
+    client_.onHandshakeFailed();
+    fail("tls");
+  }
+}
+
 void Conn::closeSocket() {
   if (read_ev_ != nullptr) event_free(read_ev_);
   if (write_ev_ != nullptr) event_free(write_ev_);
   read_ev_ = write_ev_ = nullptr;
+  if (ssl_ != nullptr) {
+    if (fd_ >= 0 && state_ != State::kHandshaking && state_ != State::kConnecting) {
+      ERR_clear_error();
+      SSL_shutdown(ssl_);  // one close_notify; not waiting for the peer's
+    }
+    ERR_clear_error();
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+  }
+  ssl_write_retry_ = false;
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
   state_ = State::kDown;
@@ -379,7 +482,26 @@ void Conn::send(std::string request, std::uint64_t due_ns) {
 }
 
 void Conn::flush() {
-  while (out_off_ < out_.size()) {
+  while (ssl_ != nullptr && out_off_ < out_.size()) {
+    ERR_clear_error();
+    size_t n = 0;
+    int ret = SSL_write_ex(ssl_, out_.data() + out_off_, out_.size() - out_off_, &n);
+    if (ret == 1) {
+      ssl_write_retry_ = false;
+      out_off_ += n;
+      continue;
+    }
+    int e = SSL_get_error(ssl_, ret);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+      ssl_write_retry_ = true;  // the read event retries a WANT_READ
+      if (e == SSL_ERROR_WANT_WRITE) event_add(write_ev_, nullptr);
+      return;
+    }
+    ERR_clear_error();
+    fail("write");
+    return;
+  }
+  while (ssl_ == nullptr && out_off_ < out_.size()) {
     ssize_t n = ::send(fd_, out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
     if (n > 0) {
       out_off_ += static_cast<size_t>(n);
@@ -411,11 +533,40 @@ void Conn::onWritable() {
     }
     event_del(write_ev_);
     event_add(read_ev_, nullptr);
-    state_ = State::kIdle;
-    client_.onConnected(*this);
+    connected();
+    return;
+  }
+  if (state_ == State::kHandshaking) {
+    handshake();
     return;
   }
   flush();
+}
+
+// One read: plain read(), or SSL_read_ex. `more` is set when OpenSSL holds
+// bytes already (read-ahead) that no readiness event would announce.
+ssize_t Conn::readSome(bool& more) {
+  more = false;
+  if (ssl_ == nullptr) return read(fd_, g_read_buf, sizeof g_read_buf);
+  ERR_clear_error();
+  size_t n = 0;
+  int ret = SSL_read_ex(ssl_, g_read_buf, sizeof g_read_buf, &n);
+  if (ret == 1) {
+    more = SSL_has_pending(ssl_) == 1;
+    return static_cast<ssize_t>(n);
+  }
+  int e = SSL_get_error(ssl_, ret);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    // WANT_READ with nothing: e.g. only session tickets were in the records.
+    more = SSL_has_pending(ssl_) == 1;
+    errno = EAGAIN;
+    return -1;
+  }
+  if (e == SSL_ERROR_ZERO_RETURN) return 0;
+  if (e == SSL_ERROR_SYSCALL && errno == 0) return 0;
+  ERR_clear_error();
+  if (errno == 0 || errno == EAGAIN) errno = EPROTO;
+  return -1;
 }
 
 void Conn::onReadEvent(evutil_socket_t, short, void* arg) noexcept {
@@ -423,8 +574,18 @@ void Conn::onReadEvent(evutil_socket_t, short, void* arg) noexcept {
 }
 
 void Conn::onReadable() {
-  ssize_t n = read(fd_, g_read_buf, sizeof g_read_buf);
+  if (state_ == State::kHandshaking) {
+    handshake();
+    return;
+  }
+  if (ssl_write_retry_) {
+    flush();
+    if (fd_ < 0) return;
+  }
+  bool more = false;
+  ssize_t n = readSome(more);
   if (n < 0) {
+    if (more && fd_ >= 0) event_active(read_ev_, EV_READ, 0);
     if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return;
     fail(state_ == State::kBusy ? "reset" : "reset_idle");
     return;
@@ -462,7 +623,10 @@ void Conn::onReadable() {
     fail("parse");
     return;
   }
-  if (!complete_) return;
+  if (!complete_) {
+    if (more) event_active(read_ev_, EV_READ, 0);
+    return;
+  }
   complete_ = false;
   state_ = State::kIdle;
   ++served_;
@@ -506,6 +670,26 @@ int Client::run() {
   }
   opts_.headers = std::move(templated);
   source_used_.assign(opts_.sources.size(), false);
+  if (opts_.tls) {
+    ssl_ctx_ = SSL_CTX_new(TLS_client_method());
+    if (ssl_ctx_ == nullptr) return 1;
+    SSL_CTX_set_min_proto_version(ssl_ctx_, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_NONE, nullptr);
+    // Never resume: no client-side cache, no tickets asked for (TLS 1.2), and
+    // no session is ever set on a new SSL.
+    SSL_CTX_set_session_cache_mode(ssl_ctx_, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ssl_ctx_, SSL_OP_NO_TICKET);
+    SSL_CTX_set_mode(ssl_ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                   SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(ssl_ctx_, 1);
+    static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    SSL_CTX_set_alpn_protos(ssl_ctx_, kAlpn, sizeof kAlpn);
+  }
+  if (opts_.hold_s > 0) {
+    opts_.requests_per_conn = 0;
+    opts_.max_requests = std::min<std::uint64_t>(opts_.max_requests,
+                                                 static_cast<std::uint64_t>(opts_.connections));
+  }
 
   t0_ = nowNs();
   stop_ns_ = t0_ + static_cast<std::uint64_t>(opts_.duration_s * 1e9);
@@ -520,11 +704,28 @@ int Client::run() {
   tick_ev_ = event_new(base_, -1, EV_PERSIST, &Client::onTick, this);
   timeval tick{0, 10000};
   event_add(tick_ev_, &tick);
-  for (auto& c : conns_) reconnect(*c);
+  startMore();
   event_base_dispatch(base_);
   for (auto& c : conns_) c->closeSocket();
   printSummary();
   return 0;
+}
+
+void Client::startMore() {
+  while (started_ < conns_.size() &&
+         (opts_.ramp <= 0 || started_ - first_answers_ < static_cast<size_t>(opts_.ramp))) {
+    reconnect(*conns_[started_++]);
+  }
+}
+
+void Client::onHandshake(SSL* ssl, std::uint64_t ns) {
+  ++handshakes_;
+  if (SSL_session_reused(ssl) == 1) ++resumed_;
+  handshake_latency_.record(ns);
+  std::string kind = SSL_get_version(ssl);
+  kind += ' ';
+  kind += SSL_get_cipher_name(ssl);
+  ++tls_kinds_[kind];
 }
 
 bool Client::takeToken(std::uint64_t now, std::uint64_t& seq, std::uint64_t& due) {
@@ -551,10 +752,16 @@ void Client::dispatch(Conn& c, std::uint64_t seq, std::uint64_t due) {
   std::uint64_t now = nowNs();
   if (first_send_ns_ == 0) first_send_ns_ = now;
   last_send_ns_ = now;
+  // Closed loop over TLS: a connection's first request waited for the handshake.
+  if (ssl_ctx_ != nullptr && opts_.rate <= 0 && c.served() == 0) due = c.connectedAt();
   c.send(std::move(req), due);
 }
 
 void Client::becameIdle(Conn& c) {
+  if (opts_.hold_s > 0 && c.served() > 0) {  // held: no second request
+    checkDone();
+    return;
+  }
   std::uint64_t seq = 0;
   std::uint64_t due = 0;
   if (takeToken(nowNs(), seq, due)) {
@@ -588,6 +795,11 @@ void Client::onResponse(Conn& c, int status, std::uint64_t due_ns, bool reuse) {
   last_done_ns_ = now;
   ++statuses_[status];
   latency_.record(now > due_ns ? now - due_ns : 0);
+  if (!c.everAnswered()) {
+    c.setEverAnswered();
+    ++first_answers_;
+    startMore();
+  }
   if (!reuse) {
     reconnectLater(c, 0);
     return;
@@ -659,6 +871,15 @@ void Client::onTick(evutil_socket_t, short, void* arg) noexcept {
     self->issue_end_ns_ = now;
     self->idle_.clear();
   }
+  if (self->holding_) {
+    if (stopping() || now >= self->hold_start_ns_ + static_cast<std::uint64_t>(
+                                                       self->opts_.hold_s * 1e9)) {
+      self->held_open_end_ = self->idleCount();
+      self->finished_ = true;
+      event_base_loopbreak(self->base_);
+    }
+    return;
+  }
   auto timeout = static_cast<std::uint64_t>(self->opts_.timeout_s * 1e9);
   for (auto& c : self->conns_) {
     if (c->state() == Conn::State::kBusy && now - c->sentAt() > timeout) {
@@ -666,7 +887,17 @@ void Client::onTick(evutil_socket_t, short, void* arg) noexcept {
       --self->in_flight_;
       c->closeSocket();
       self->reconnectLater(*c, 0);
+    } else if ((c->state() == Conn::State::kConnecting ||
+                c->state() == Conn::State::kHandshaking) &&
+               now - c->connectedAt() > timeout) {
+      ++self->errors_["connect_timeout"];
+      c->closeSocket();
+      self->reconnectLater(*c, kRetryDelayUs);
     }
+  }
+  if (!self->issuing_ && self->opts_.hold_s > 0) {
+    self->checkDone();
+    return;
   }
   if (!self->issuing_) {
     auto grace = static_cast<std::uint64_t>(self->opts_.grace_s * 1e9);
@@ -679,6 +910,17 @@ void Client::onTick(evutil_socket_t, short, void* arg) noexcept {
 }
 
 void Client::checkDone() {
+  if (opts_.hold_s > 0) {
+    // Holding starts once every connection got its one answer (or issuing ended).
+    if (holding_ || in_flight_ > 0 || (issuing_ && first_answers_ < conns_.size())) return;
+    issuing_ = false;
+    holding_ = true;
+    hold_start_ns_ = nowNs();
+    held_ = idleCount();
+    std::fprintf(stderr, "HOLDING %zu\n", held_);
+    std::fflush(stderr);
+    return;
+  }
   if (!issuing_ && in_flight_ == 0 && !finished_) {
     finished_ = true;
     event_base_loopbreak(base_);
@@ -722,7 +964,25 @@ void Client::printSummary() const {
                 static_cast<unsigned long long>(count));
     first = false;
   }
-  std::printf("}}\n");
+  std::printf("}");
+  if (ssl_ctx_ != nullptr) {
+    auto hs = [this](double p) { return static_cast<double>(handshake_latency_.percentile(p)) / 1e6; };
+    std::printf(",\"handshakes\":%llu,\"resumed\":%llu,\"handshake_ms\":{\"p50\":%.4f,"
+                "\"p99\":%.4f},\"tls\":{",
+                static_cast<unsigned long long>(handshakes_),
+                static_cast<unsigned long long>(resumed_), hs(50), hs(99));
+    first = true;
+    for (const auto& [kind, count] : tls_kinds_) {
+      std::printf("%s\"%s\":%llu", first ? "" : ",", kind.c_str(),
+                  static_cast<unsigned long long>(count));
+      first = false;
+    }
+    std::printf("}");
+  }
+  if (opts_.hold_s > 0) {
+    std::printf(",\"held\":%zu,\"held_open_at_end\":%zu", held_, held_open_end_);
+  }
+  std::printf("}\n");
   std::fflush(stdout);
 }
 
@@ -730,7 +990,7 @@ void Client::printSummary() const {
 
 void usage(FILE* out) {
   std::fputs(
-      "usage: sluice-load-client --url http://127.X.Y.Z:PORT/PATH [options]\n"
+      "usage: sluice-load-client --url http[s]://127.X.Y.Z:PORT/PATH [options]\n"
       "  --connections N       keep-alive connections (default 64)\n"
       "  --duration S          stop issuing after S seconds (default 10, fractions allowed)\n"
       "  --max-requests N      stop issuing after N requests (default 100000000)\n"
@@ -743,6 +1003,10 @@ void usage(FILE* out) {
       "  --key-space N         header templates use the request number modulo N\n"
       "  --timeout S           per-request timeout (default 10)\n"
       "  --grace S             after the end, wait for answers in flight (default 5)\n"
+      "  --sni NAME            TLS server name to send (https:// URLs)\n"
+      "  --hold S              one request per connection, then hold them all idle for S\n"
+      "                        seconds (\"HOLDING n\" on stderr once they are)\n"
+      "  --ramp K              at most K connections being set up at once\n"
       "Prints a JSON summary: requests, rps, latency_ms percentiles, status counts, errors.\n",
       out);
 }
@@ -759,8 +1023,15 @@ bool isLoopback(const in_addr& a) { return (ntohl(a.s_addr) >> 24) == 127; }
 
 bool parseUrl(std::string_view url, Options& o) {
   constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, kScheme.size()) != kScheme) return false;
-  url.remove_prefix(kScheme.size());
+  constexpr std::string_view kTlsScheme = "https://";
+  if (url.substr(0, kTlsScheme.size()) == kTlsScheme) {
+    o.tls = true;
+    url.remove_prefix(kTlsScheme.size());
+  } else if (url.substr(0, kScheme.size()) == kScheme) {
+    url.remove_prefix(kScheme.size());
+  } else {
+    return false;
+  }
   size_t slash = url.find('/');
   std::string_view hostport = url.substr(0, slash);
   o.path = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
@@ -848,6 +1119,16 @@ int run(int argc, char** argv) {
       auto n = parseNumber<double>(v);
       ok = n && *n > 0;
       if (ok) o.timeout_s = *n;
+    } else if (arg == "--sni") {
+      o.sni = std::string(v);
+    } else if (arg == "--hold") {
+      auto n = parseNumber<double>(v);
+      ok = n && *n > 0 && *n <= 600;
+      if (ok) o.hold_s = *n;
+    } else if (arg == "--ramp") {
+      auto n = parseNumber<int>(v);
+      ok = n && *n >= 1;
+      if (ok) o.ramp = *n;
     } else if (arg == "--grace") {
       auto n = parseNumber<double>(v);
       ok = n && *n >= 0;

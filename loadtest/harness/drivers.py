@@ -4,6 +4,9 @@ percentiles) and sluice-load-client. Both return the same result shape:
   {"requests": completed, "rps": ..., "elapsed_s": ...,
    "latency_ms": {"p50", "p90", "p99", "p99.9", "max", "mean"},
    "status": {"200": n, ...}, "errors": {kind: n}, "send_span_s": ...}
+
+Over TLS the load client adds "handshakes", "resumed" (always 0 unless a
+server resumed a session nobody offered) and "tls" ({"version cipher": n}).
 """
 import json
 import os
@@ -22,8 +25,8 @@ class DriverError(RuntimeError):
 MAX_RPS = 500000
 
 
-def run_wrk(port, path, seconds, connections, headers=(), threads=1):
-    url = f"http://127.0.0.1:{port}{path}"
+def run_wrk(port, path, seconds, connections, headers=(), threads=1, tls=False):
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}"
     per_thread_cap = MAX_RPS * int(seconds) // threads
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s",
            "--timeout", "10s", "-s", WRK_LUA]
@@ -52,8 +55,8 @@ def run_wrk(port, path, seconds, connections, headers=(), threads=1):
 
 def run_client(binary, port, path, seconds, connections, headers=(), rate=0.0,
                max_requests=None, sources=None, requests_per_conn=0, key_space=0,
-               grace=5.0):
-    cmd = [binary, "--url", f"http://127.0.0.1:{port}{path}",
+               grace=5.0, tls=False):
+    cmd = [binary, "--url", f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}",
            "--connections", str(connections), "--duration", str(seconds),
            "--grace", str(grace)]
     for h in headers:

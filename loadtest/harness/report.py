@@ -99,6 +99,69 @@ def markdown_table(table_rows):
     return "\n".join(out)
 
 
+def tls_rows(table_rows):
+    """Per target: g (keep-alive HTTPS) and h (full handshakes) side by side,
+    with sluice's ratios to nginx: CPU per request (g, h) and throughput (h)."""
+    by = {}
+    for r in table_rows:
+        if r["key"] in ("g", "h"):
+            by.setdefault(r["target"], {})[r["key"]] = r
+    if not by:
+        return []
+    out = []
+    nginx = by.get("nginx", {})
+    for target, d in by.items():
+        g, h = d.get("g"), d.get("h")
+        row = {"target": target,
+               "g_rps": g and g["rps"], "g_p99": g and g["latency_ms"]["p99"],
+               "g_cpu": g and g["cpu_us"],
+               "h_rps": h and h["rps"], "h_p99": h and h["latency_ms"]["p99"],
+               "h_cpu": h and h["cpu_us"]}
+        ng, nh = nginx.get("g"), nginx.get("h")
+        row["g_cpu_vs_nginx"] = g["cpu_us"] / ng["cpu_us"] if g and ng and ng["cpu_us"] else None
+        row["h_rps_vs_nginx"] = h["rps"] / nh["rps"] if h and nh and nh["rps"] else None
+        row["h_cpu_vs_nginx"] = h["cpu_us"] / nh["cpu_us"] if h and nh and nh["cpu_us"] else None
+        # What one core of the proxy could do: the measured rate is often the
+        # load generator's limit (see report.md).
+        row["h_capacity"] = 1e6 / h["cpu_us"] if h and h["cpu_us"] else None
+        row["h_capacity_vs_nginx"] = (nh["cpu_us"] / h["cpu_us"]
+                                      if h and nh and h["cpu_us"] and nh["cpu_us"] else None)
+        out.append(row)
+    return out
+
+
+TLS_HEAD = ("target", "g req/s", "g p99 ms", "g CPU us/req", "g CPU vs nginx",
+            "h handshakes/s", "h vs nginx", "h p99 ms", "h CPU us/handshake", "h CPU vs nginx",
+            "h handshakes/CPU-s", "h per CPU-s vs nginx")
+
+
+def tls_cells(r):
+    return (r["target"], _f(r["g_rps"], ".0f"), _f(r["g_p99"], ".3f"), _f(r["g_cpu"], ".2f"),
+            _f(r["g_cpu_vs_nginx"], ".2f"), _f(r["h_rps"], ".0f"), _f(r["h_rps_vs_nginx"], ".2f"),
+            _f(r["h_p99"], ".3f"), _f(r["h_cpu"], ".1f"), _f(r["h_cpu_vs_nginx"], ".2f"),
+            _f(r["h_capacity"], ".0f"), _f(r["h_capacity_vs_nginx"], ".2f"))
+
+
+def tls_text(rows_):
+    cells = [TLS_HEAD] + [tls_cells(r) for r in rows_]
+    widths = [max(len(str(c[i])) for c in cells) for i in range(len(TLS_HEAD))]
+    lines = []
+    for i, c in enumerate(cells):
+        lines.append("  ".join(str(x).rjust(w) if j else str(x).ljust(w)
+                               for j, (x, w) in enumerate(zip(c, widths))).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def tls_markdown(rows_):
+    out = ["| " + " | ".join(TLS_HEAD) + " |",
+           "|" + "|".join("---:" if i else "---" for i in range(len(TLS_HEAD))) + "|"]
+    for r in rows_:
+        out.append("| " + " | ".join(str(c) for c in tls_cells(r)) + " |")
+    return "\n".join(out)
+
+
 def accuracy_rows(acc_runs, rate, burst):
     """acc_runs: {variant: [run]} -> rows with admitted / (burst + rate * T)."""
     out = []
@@ -180,8 +243,11 @@ def charts(out_dir, table_rows, targets, acc, flood):
         return None
 
     scripts = []
+    # Full handshakes (h) cost ten times a request: they get the TLS chart
+    # instead of squashing the others in the throughput and CPU charts.
+    per_request = [s for s in scen if not s.startswith("h ")]
     # Throughput: closed-loop scenarios only (accuracy runs at a fixed rate).
-    closed = [s for s in scen if not s.startswith("e ")]
+    closed = [s for s in per_request if not s.startswith("e ")]
     tsv = os.path.join(out_dir, "throughput.tsv")
     _write_tsv(tsv, closed, targets, [[value(s, t, lambda r: r["rps"]) for t in targets]
                                       for s in closed])
@@ -190,12 +256,37 @@ def charts(out_dir, table_rows, targets, acc, flood):
                     'set ylabel "requests/s"\nset yrange [0:*]\n'
                     + _plot_cmd(tsv, targets, len(closed))))
     tsv = os.path.join(out_dir, "cpu.tsv")
-    _write_tsv(tsv, scen, targets, [[value(s, t, lambda r: r["cpu_us"]) for t in targets]
-                                    for s in scen])
+    _write_tsv(tsv, per_request, targets, [[value(s, t, lambda r: r["cpu_us"]) for t in targets]
+                                           for s in per_request])
     scripts.append(("cpu_per_request.png", 900, 450,
                     'set title "CPU per request of the proxy (utime+stime / requests), lower is better"\n'
                     'set ylabel "CPU microseconds per request"\nset yrange [0:*]\n'
-                    + _plot_cmd(tsv, targets, len(scen))))
+                    + _plot_cmd(tsv, targets, len(per_request))))
+    tls_scen = [s for s in scen if s.startswith("g ") or s.startswith("h ")]
+    if tls_scen:
+        # Three panels: CPU per keep-alive request in clear and over TLS (a, g),
+        # full handshakes per second (h), CPU per handshake (h).
+        ka = [s for s in scen if s.startswith("a ") or s.startswith("g ")]
+        hs = [s for s in scen if s.startswith("h ")]
+        body = "set multiplot layout 1,3\nset key top left\nset yrange [0:*]\n"
+        if ka:
+            tsv = os.path.join(out_dir, "tls_keepalive_cpu.tsv")
+            _write_tsv(tsv, ka, targets, [[value(s, t, lambda r: r["cpu_us"]) for t in targets]
+                                          for s in ka])
+            body += ('set title "CPU us per keep-alive request (a clear, g TLS)"\n'
+                     + _plot_cmd(tsv, targets, len(ka)))
+        if hs:
+            tsv = os.path.join(out_dir, "tls_handshakes.tsv")
+            _write_tsv(tsv, hs, targets, [[value(s, t, lambda r: r["rps"]) for t in targets]
+                                          for s in hs])
+            body += ('set title "full TLS handshakes per second (h), higher is better"\n'
+                     + _plot_cmd(tsv, targets, len(hs)))
+            tsv = os.path.join(out_dir, "tls_handshake_cpu.tsv")
+            _write_tsv(tsv, hs, targets, [[value(s, t, lambda r: r["cpu_us"]) for t in targets]
+                                          for s in hs])
+            body += ('set title "CPU us per full handshake + request (h), lower is better"\n'
+                     + _plot_cmd(tsv, targets, len(hs)))
+        scripts.append(("tls.png", 1350, 450, body + "unset multiplot\n"))
     lat = ""
     for p in PCTS:
         tsv = os.path.join(out_dir, f"latency_{p}.tsv")

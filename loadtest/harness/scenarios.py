@@ -1,14 +1,15 @@
 """Scenario definitions (what traffic, which endpoint, what answers are fine).
 
-Scenarios a-e run against every target in interleaved rounds; f (key flood)
-runs once against sluice alone (see run.py).
+Scenarios a-e, g and h run against every target in interleaved rounds; f (key
+flood) and m (idle TLS connections) run once against a fresh sluice alone (see
+run.py).
 """
 from dataclasses import dataclass
 
 
 @dataclass
 class Scenario:
-    key: str                 # short id used on the command line: a, b, c, d1, d2, e
+    key: str                 # short id used on the command line: a, b, c, d1, d2, e, g, h
     name: str
     endpoint: str            # targets.ENDPOINTS
     driver: str              # "wrk" | "client"
@@ -21,6 +22,7 @@ class Scenario:
     key_space: int = 0
     min_429: float = 0.0     # share of 429 required (overload)
     fixed_seconds: float = 0  # duration regardless of --seconds (accuracy)
+    tls: bool = False        # https:// to the target's tls endpoint
     note: str = ""
 
     @property
@@ -55,4 +57,14 @@ def build(quick, acc_rate, acc_burst, acc_seconds):
                  note=f"per-IP limit {acc_rate}/s burst {acc_burst}, offered "
                       f"{10 * acc_rate}/s for {acc_seconds:g} s (a fresh source address "
                       f"per run, so every run starts with a full bucket)"),
+        Scenario("g", "tls-keepalive", "tls", "wrk", frozenset({200}), tls=True,
+                 note="like a, over TLS: keep-alive HTTPS (ECDSA P-256 certificate; nginx "
+                      "with ssl_session_cache shared:SSL:10m)"),
+        # wrk -H "Connection: close" reconnects per request but resumes its TLS
+        # session, so full handshakes come from the load client.
+        Scenario("h", "tls-handshakes", "tls", "client", frozenset({200}), tls=True,
+                 requests_per_conn=1, sources="127.3.0.1/64",
+                 note="one request per connection, every connection a full handshake "
+                      "(no session offered for resumption); req/s = handshakes/s, latency "
+                      "from the TCP connect"),
     ]

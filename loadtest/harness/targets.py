@@ -6,9 +6,9 @@ workers, and does the same work per forwarded request as sluice does by
 contract (SPEC §5): X-Forwarded-For/-Proto/-Host and an X-Request-Id upstream,
 X-Request-Id back to the client, keep-alive to the upstream.
 
-sluice serves every endpoint on one listener (routes by path prefix); nginx
-and HAProxy get one listener per endpoint, so no location or ACL matching is
-added to their per-request work.
+sluice serves every endpoint on one listener (routes by path prefix), the tls
+endpoint on its TLS listener; nginx and HAProxy get one listener per endpoint,
+so no location or ACL matching is added to their per-request work.
 """
 import os
 import resource
@@ -25,7 +25,14 @@ from . import procs
 #   many     like `limited`, with X-Forwarded-For believed from 127.0.0.1 only
 #   accuracy per-IP limit of RATE/s, burst BURST
 #   flood    per-API-key limit; limiter.max_keys bounds its buckets (sluice only)
+#   tls      like `plain`, over TLS (only when params["tls_cert"] is set: the
+#            ECDSA P-256 certificate run.py makes; X-Forwarded-Proto https)
 ENDPOINTS = ("plain", "limited", "reject", "many", "accuracy", "flood")
+TLS_ENDPOINTS = ("tls",)
+
+
+def endpoint_kinds(params):
+    return ENDPOINTS + (TLS_ENDPOINTS if params.get("tls_cert") else ())
 
 HUGE = 100000000  # a rate / burst no test reaches
 
@@ -86,7 +93,7 @@ class Target:
 SLUICE_YAML = """\
 server:
   listen: 127.0.0.1:{port}
-  admin_listen: 127.0.0.1:{admin}
+{tls_listen}  admin_listen: 127.0.0.1:{admin}
   workers: {workers}
   max_connections: {maxconn}
   access_log: ""
@@ -112,6 +119,13 @@ routes:
   - {{ path_prefix: /many/, upstream: demo, limits: [allow_global, allow_ip, allow_key] }}
   - {{ path_prefix: /accuracy/, upstream: demo, limits: [accuracy] }}
   - {{ path_prefix: /flood/, upstream: demo, limits: [flood_key] }}
+  - {{ path_prefix: /tls/, upstream: demo }}
+{tls}"""
+
+SLUICE_TLS = """\
+tls:
+  certificates:
+    - {{ cert: {cert}, key: {key} }}
 """
 
 
@@ -121,20 +135,26 @@ class Sluice(Target):
     def start(self):
         port, admin = procs.free_port(), procs.free_port()
         self.admin = admin
+        cert = self.params.get("tls_cert")
+        tls_port = procs.free_port() if cert else None
         cfg = os.path.join(self.tmp, "sluice.yaml")
         with open(cfg, "w") as f:
             f.write(SLUICE_YAML.format(
                 port=port, admin=admin, workers=self.workers, up=self.up, huge=HUGE,
-                maxconn=max_conns(),
+                maxconn=self.params.get("max_connections") or max_conns(),
                 acc_rate=self.params["acc_rate"], acc_burst=self.params["acc_burst"],
-                max_keys=self.params["max_keys"]))
+                max_keys=self.params["max_keys"],
+                tls_listen=f"  tls_listen: 127.0.0.1:{tls_port}\n" if cert else "",
+                tls=SLUICE_TLS.format(cert=cert, key=self.params.get("tls_key")) if cert else ""))
         binary = os.path.join(self.build, "proxy", "sluice")
         check = subprocess.run([binary, "--check-config", cfg], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"sluice config rejected:\n{check.stdout}{check.stderr}")
         self._spawn([binary, "--config", cfg, "--log-level", "warn"])
         self.ports = {k: port for k in ENDPOINTS}
-        self._wait_ready([port, admin])
+        if cert:
+            self.ports["tls"] = tls_port
+        self._wait_ready([port, admin] + ([tls_port] if cert else []))
 
     def metrics(self):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=2) as r:
@@ -162,7 +182,7 @@ NGINX_PROXY = """\
       proxy_set_header Connection "";
       proxy_set_header Host $http_host;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto http;
+      proxy_set_header X-Forwarded-Proto {proto};
       proxy_set_header X-Forwarded-Host $host;
       proxy_set_header X-Request-Id $request_id;
       add_header X-Request-Id $request_id always;"""
@@ -236,7 +256,22 @@ http {{
 {proxy}
     }}
   }}
-}}
+{tls}}}
+"""
+
+# The TLS server of the tls endpoint: the usual production settings
+# (a shared session cache, TLS 1.2 and 1.3), the certificate run.py made.
+NGINX_TLS = """\
+  server {{
+    listen 127.0.0.1:{p_tls} ssl reuseport backlog=4096;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    location / {{
+{proxy}
+    }}
+  }}
 """
 
 
@@ -249,13 +284,19 @@ class Nginx(Target):
         return [self.proc.pid] + procs.children(self.proc.pid)
 
     def start(self):
-        self.ports = {k: procs.free_port() for k in ENDPOINTS if k != "flood"}
+        self.ports = {k: procs.free_port() for k in endpoint_kinds(self.params) if k != "flood"}
         for d in ("body", "proxy", "fcgi", "uwsgi", "scgi"):
             os.makedirs(os.path.join(self.tmp, f"nginx-{d}"), exist_ok=True)
         cfg = os.path.join(self.tmp, "nginx.conf")
+        tls = ""
+        if self.params.get("tls_cert"):
+            tls = NGINX_TLS.format(p_tls=self.ports["tls"], cert=self.params["tls_cert"],
+                                   key=self.params["tls_key"],
+                                   proxy=NGINX_PROXY.format(proto="https"))
         with open(cfg, "w") as f:
             f.write(NGINX_CONF.format(
-                tmp=self.tmp, workers=self.workers, up=self.up, huge=HUGE, proxy=NGINX_PROXY,
+                tmp=self.tmp, workers=self.workers, up=self.up, huge=HUGE,
+                proxy=NGINX_PROXY.format(proto="http"), tls=tls,
                 nofile=min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 1 << 20),
                 maxconn=max_conns(),
                 acc_rate=self.params["acc_rate"], acc_burst=self.params["acc_burst"],
@@ -355,6 +396,22 @@ frontend fe_accuracy_gpc
   http-request track-sc0 src table st_acc_gpc
   http-request deny deny_status 429 if {{ sc_gpc0_rate(0) ge {acc_rate} }}
   http-request sc-inc-gpc0(0)
+{tls}"""
+
+# The tls endpoint: HAProxy's default TLS session cache (tune.ssl.cachesize),
+# cert and key in one PEM file, its own backend for X-Forwarded-Proto https.
+HAPROXY_TLS = """\
+
+frontend fe_tls
+  bind 127.0.0.1:{p_tls} ssl crt {pem} ssl-min-ver TLSv1.2 alpn http/1.1
+  default_backend demo_tls
+
+backend demo_tls
+  http-reuse always
+  http-request set-header X-Forwarded-Proto https
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-response set-header X-Request-Id %[unique-id]
+  server up 127.0.0.1:{up}
 """
 
 
@@ -368,12 +425,21 @@ class HAProxy(Target):
         return super().endpoints(kind)
 
     def start(self):
-        kinds = [k for k in ENDPOINTS if k != "flood"] + ["accuracy_gpc"]
+        kinds = [k for k in endpoint_kinds(self.params) if k != "flood"] + ["accuracy_gpc"]
         self.ports = {k: procs.free_port() for k in kinds}
         cfg = os.path.join(self.tmp, "haproxy.cfg")
+        tls = ""
+        if self.params.get("tls_cert"):
+            pem = os.path.join(self.tmp, "haproxy-tls.pem")
+            with open(pem, "w") as out:
+                for part in (self.params["tls_cert"], self.params["tls_key"]):
+                    with open(part) as src:
+                        out.write(src.read())
+            os.chmod(pem, 0o600)
+            tls = HAPROXY_TLS.format(p_tls=self.ports["tls"], pem=pem, up=self.up)
         with open(cfg, "w") as f:
             f.write(HAPROXY_CFG.format(
-                tmp=self.tmp, workers=self.workers, up=self.up, huge=HUGE,
+                tmp=self.tmp, workers=self.workers, up=self.up, huge=HUGE, tls=tls,
                 acc_rate=self.params["acc_rate"], maxconn=max_conns(),
                 **{f"p_{k}": v for k, v in self.ports.items()}))
         check = subprocess.run(["/usr/sbin/haproxy", "-c", "-f", cfg],
