@@ -350,7 +350,7 @@ TEST_F(TlsTest, CleartextToTheTlsPortIsClosedAndOtherConnectionsAreServed) {
   ASSERT_TRUE(kept.connected()) << kept.error();
 
   const std::string junk[] = {requestText("GET", "/", tls_port_),
-                              std::string("\x16\x03\x01\xff\xff not a handshake\r\n\r\n", 31)};
+                              std::string("\x16\x03\x01\xff\xff not a handshake\r\n\r\n")};
   for (const std::string& bytes : junk) {
     HttpConn plain(tls_port_);
     ASSERT_TRUE(plain.connected()) << plain.error();
