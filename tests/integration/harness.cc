@@ -548,25 +548,16 @@ bool HttpConn::readChunked(Response& r, BodyMode mode, Deadline deadline) {
   return false;
 }
 
-std::optional<Response> HttpConn::readResponse(Deadline deadline, bool head_request,
-                                               BodyMode mode) {
-  size_t head_end;
-  for (;;) {
-    head_end = buf_.find("\r\n\r\n", rpos_);
-    if (head_end != std::string::npos) break;
-    if (fill(deadline) <= 0) return std::nullopt;
-  }
-  std::string_view head(buf_.data() + rpos_, head_end - rpos_);
+std::optional<Response> parseResponseHead(std::string_view head, std::string* error) {
   Response r;
   size_t eol = head.find("\r\n");
   std::string_view status_line = head.substr(0, eol);
-  if (status_line.substr(0, 5) != "HTTP/" || status_line.size() < 12 || status_line[8] != ' ') {
-    error_ = "bad status line: " + std::string(status_line);
-    return std::nullopt;
-  }
-  auto status = parseNumber<int>(status_line.substr(9, 3));
+  auto status = status_line.substr(0, 5) == "HTTP/" && status_line.size() >= 12 &&
+                        status_line[8] == ' '
+                    ? parseNumber<int>(status_line.substr(9, 3))
+                    : std::nullopt;
   if (!status) {
-    error_ = "bad status line: " + std::string(status_line);
+    *error = "bad status line: " + std::string(status_line);
     return std::nullopt;
   }
   r.status = *status;
@@ -578,12 +569,32 @@ std::optional<Response> HttpConn::readResponse(Deadline deadline, bool head_requ
     rest = next == std::string_view::npos ? std::string_view() : rest.substr(next + 2);
     size_t colon = line.find(':');
     if (colon == std::string_view::npos) {
-      error_ = "bad header line: " + std::string(line);
+      *error = "bad header line: " + std::string(line);
       return std::nullopt;
     }
     r.headers.emplace_back(std::string(line.substr(0, colon)),
                            std::string(trim(line.substr(colon + 1))));
   }
+  return r;
+}
+
+std::string_view trimSpaces(std::string_view s) { return trim(s); }
+
+std::optional<std::uint64_t> parseUnsigned(std::string_view text, int base) {
+  return parseNumber<std::uint64_t>(text, base);
+}
+
+std::optional<Response> HttpConn::readResponse(Deadline deadline, bool head_request,
+                                               BodyMode mode) {
+  size_t head_end;
+  for (;;) {
+    head_end = buf_.find("\r\n\r\n", rpos_);
+    if (head_end != std::string::npos) break;
+    if (fill(deadline) <= 0) return std::nullopt;
+  }
+  auto parsed = parseResponseHead(std::string_view(buf_.data() + rpos_, head_end - rpos_), &error_);
+  if (!parsed) return std::nullopt;
+  Response r = std::move(*parsed);
   rpos_ = head_end + 4;
 
   // Framing, RFC 9112 §6.3.
@@ -636,6 +647,15 @@ std::string HttpConn::readRaw(Deadline deadline) {
   }
   std::string out = buf_.substr(rpos_);
   rpos_ = buf_.size();
+  return out;
+}
+
+std::optional<std::string> HttpConn::readExactly(size_t n, Deadline deadline) {
+  while (buffered() < n) {
+    if (fill(deadline) <= 0) return std::nullopt;
+  }
+  std::string out = buf_.substr(rpos_, n);
+  rpos_ += n;
   return out;
 }
 

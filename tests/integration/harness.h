@@ -135,6 +135,14 @@ struct Response {
 
 enum class BodyMode { kStore, kDiscard };
 
+// The status line and fields of a response head (without the blank line);
+// null with `*error` when it does not parse. Shared by every test client.
+std::optional<Response> parseResponseHead(std::string_view head, std::string* error);
+// `s` without surrounding spaces and tabs.
+std::string_view trimSpaces(std::string_view s);
+// A whole-string unsigned number in `base`, or null.
+std::optional<std::uint64_t> parseUnsigned(std::string_view text, int base = 10);
+
 // One blocking client connection. Bytes after a response stay buffered for the
 // next readResponse(), so keep-alive and pipelining work.
 class HttpConn {
@@ -173,6 +181,9 @@ class HttpConn {
   bool wasReset() const { return reset_; }
   // Everything buffered plus whatever arrives until EOF/RST or the deadline.
   std::string readRaw(Deadline deadline);
+  // The next `n` bytes (after what readResponse() consumed); null when the
+  // connection ended or the deadline passed first.
+  std::optional<std::string> readExactly(size_t n, Deadline deadline);
   // Bytes received but not consumed by readResponse().
   size_t buffered() const { return buf_.size() - rpos_; }
 

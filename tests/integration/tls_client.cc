@@ -86,50 +86,6 @@ std::string alpnWire(const std::vector<std::string>& protocols) {
   return out;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-template <typename T>
-std::optional<T> parseNumber(std::string_view text, int base = 10) {
-  T value{};
-  auto res = std::from_chars(text.data(), text.data() + text.size(), value, base);
-  if (res.ec != std::errc() || res.ptr != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
-// The status line and header fields of `head` (without the final CRLF CRLF).
-std::optional<Response> parseHead(std::string_view head, std::string* error) {
-  Response r;
-  size_t eol = head.find("\r\n");
-  std::string_view status_line = head.substr(0, eol);
-  auto status = status_line.size() >= 12 && status_line.substr(0, 5) == "HTTP/"
-                    ? parseNumber<int>(status_line.substr(9, 3))
-                    : std::nullopt;
-  if (!status) {
-    *error = "bad status line: " + std::string(status_line);
-    return std::nullopt;
-  }
-  r.status = *status;
-  r.reason = std::string(trim(status_line.substr(12)));
-  std::string_view rest = eol == std::string_view::npos ? std::string_view() : head.substr(eol + 2);
-  while (!rest.empty()) {
-    size_t next = rest.find("\r\n");
-    std::string_view line = rest.substr(0, next);
-    rest = next == std::string_view::npos ? std::string_view() : rest.substr(next + 2);
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos) {
-      *error = "bad header line: " + std::string(line);
-      return std::nullopt;
-    }
-    r.headers.emplace_back(std::string(line.substr(0, colon)),
-                           std::string(trim(line.substr(colon + 1))));
-  }
-  return r;
-}
-
 // SSL_write may raise SIGPIPE on a socket the peer closed; tests want an error instead.
 void ignoreSigpipeOnce() {
   static const bool done = [] {
@@ -368,8 +324,8 @@ bool TlsConn::readBody(Response& r, std::uint64_t length, Deadline deadline) {
 bool TlsConn::readChunked(Response& r, Deadline deadline) {
   for (;;) {
     auto line = readLine(deadline);
-    auto size = line ? parseNumber<std::uint64_t>(
-                           trim(std::string_view(*line).substr(0, line->find(';'))), 16)
+    auto size = line ? parseUnsigned(
+                           trimSpaces(std::string_view(*line).substr(0, line->find(';'))), 16)
                      : std::nullopt;
     if (!size) break;
     if (*size == 0) {
@@ -395,7 +351,7 @@ std::optional<Response> TlsConn::readResponse(Deadline deadline, bool head_reque
       return std::nullopt;
     }
   }
-  auto r = parseHead(std::string_view(buf_).substr(rpos_, head_end - rpos_), &error_);
+  auto r = parseResponseHead(std::string_view(buf_).substr(rpos_, head_end - rpos_), &error_);
   if (!r) return std::nullopt;
   rpos_ = head_end + 4;
   // Framing, RFC 9112 §6.3 (a Transfer-Encoding here is always chunked).
@@ -404,7 +360,7 @@ std::optional<Response> TlsConn::readResponse(Deadline deadline, bool head_reque
     r->chunked = true;
     readChunked(*r, deadline);
   } else if (r->hasHeader("Content-Length")) {
-    auto length = parseNumber<std::uint64_t>(r->header("Content-Length"));
+    auto length = parseUnsigned(r->header("Content-Length"));
     if (length) {
       readBody(*r, *length, deadline);
     } else {
