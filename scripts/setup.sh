@@ -13,7 +13,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  curl python3 procps redis-server iptables iproute2 openssl testssl.sh
+  curl python3 procps redis-server iptables iproute2 openssl testssl.sh python3-websockets
 )
 
 # Load testing against peers (loadtest/): not needed to build or test.

@@ -95,6 +95,7 @@ std::shared_ptr<const exchange::Runtime> buildRuntime(std::shared_ptr<const conf
     }
     rr.limits = admission::compileRouteLimits(*cfg, route);
     rr.stats = registry->route(route.name.empty() ? route.path_prefix : route.name);
+    rr.tunnels = registry->tunnels(rr.stats->name());
     rt->route_runtime.push_back(std::move(rr));
   }
   return rt;

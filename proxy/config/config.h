@@ -35,6 +35,7 @@ struct ServerConfig {
   std::string access_log_format = "logfmt";  // logfmt | json
   bool normalize_path = true;  // SPEC §12: route and forward http::normalizePath's views
   std::optional<Address> tls_listen;  // SPEC §9: the TLS listener, when set
+  Duration tunnel_idle_timeout = Duration::seconds(3600);  // SPEC §10
 };
 
 // SPEC §9. Files are read by the TLS room (proxy/tls), which reports
@@ -128,6 +129,8 @@ struct RouteConfig {
   std::vector<std::string> methods;  // empty = any
   std::string upstream;
   std::vector<std::string> limits;
+  // SPEC §10: protocols a client may upgrade to here (lower case); h2c never.
+  std::vector<std::string> upgrades{"websocket"};
 };
 
 struct Config {

@@ -18,8 +18,8 @@ constexpr std::string_view kUpstreamKeys[] = {
     "targets",         "max_connections",  "max_pending", "pending_timeout",
     "connect_timeout", "response_timeout", "idle_timeout", "tls",
     "tls_ca",          "tls_server_name"};
-constexpr std::string_view kRouteKeys[] = {"name",    "path_prefix", "host",
-                                           "methods", "upstream",    "limits"};
+constexpr std::string_view kRouteKeys[] = {"name",     "path_prefix", "host",    "methods",
+                                           "upstream", "limits",      "upgrades"};
 
 std::string toLower(std::string text) {
   for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -132,6 +132,27 @@ void readMethods(Reader& reader, const Entry& e, RouteConfig& r) {
   });
 }
 
+// upgrades: Upgrade protocol tokens, lower-cased, each kept once; h2c is
+// HTTP/2's cleartext upgrade, which sluice never tunnels.
+void readUpgrades(Reader& reader, const Entry& e, RouteConfig& r) {
+  std::vector<std::string> out;
+  const bool is_list = reader.forEachItem(e, [&](const Entry& item) {
+    auto text = reader.scalar(item, "a protocol such as websocket");
+    if (!text) return;
+    if (!isToken(*text)) {
+      reader.error(item, "'" + *text + "' is not a valid protocol name");
+      return;
+    }
+    std::string token = toLower(*text);
+    if (token == "h2c") {
+      reader.error(item, "h2c is never tunnelled (HTTP/2 upgrades are not supported)");
+      return;
+    }
+    if (std::find(out.begin(), out.end(), token) == out.end()) out.push_back(token);
+  });
+  if (is_list) r.upgrades = std::move(out);
+}
+
 // limits: names, each once; checked against limits: by checkReferences.
 void readRouteLimits(Reader& reader, const Entry& e, RouteConfig& r, RouteInfo& info) {
   reader.forEachItem(e, [&](const Entry& item) {
@@ -161,6 +182,7 @@ void loadRoute(Reader& reader, const Entry& entry, RouteConfig& r, RouteInfo& in
   if (const Entry* e = view.find("name")) readRouteName(reader, *e, r, info);
   if (const Entry* e = view.find("host")) readHost(reader, *e, r);
   if (const Entry* e = view.find("methods")) readMethods(reader, *e, r);
+  if (const Entry* e = view.find("upgrades")) readUpgrades(reader, *e, r);
   if (const Entry* e = reader.require(view, "upstream")) {
     if (auto text = reader.scalar(*e, "an upstream name")) {
       r.upstream = *text;

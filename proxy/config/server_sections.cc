@@ -19,7 +19,7 @@ constexpr std::int64_t kMaxWorkers = 1024;
 constexpr std::string_view kServerKeys[] = {
     "listen",       "admin_listen",      "workers",          "max_connections", "header_timeout",
     "idle_timeout", "body_timeout",      "max_header_bytes", "max_body_bytes",  "shutdown_grace",
-    "access_log",   "access_log_format", "normalize_path",   "tls_listen"};
+    "access_log",   "access_log_format", "normalize_path",   "tls_listen",      "tunnel_idle_timeout"};
 constexpr std::string_view kClientsKeys[] = {"trusted_proxies", "ipv4_prefix", "ipv6_prefix",
                                              "api_key"};
 constexpr std::string_view kApiKeyKeys[] = {"header", "query"};
@@ -118,6 +118,9 @@ void loadServer(Reader& reader, const Entry& entry, ServerConfig& s) {
   }
   if (const Entry* e = view.find("normalize_path")) reader.readBool(*e, s.normalize_path);
   if (const Entry* e = view.find("tls_listen")) readTlsListen(reader, *e, s);
+  if (const Entry* e = view.find("tunnel_idle_timeout")) {
+    reader.readDuration(*e, s.tunnel_idle_timeout);
+  }
   if (!s.cleartext && !s.tls_listen) {
     reader.error(*view.find("listen"), "\"\" (no cleartext listener) needs server.tls_listen");
   }

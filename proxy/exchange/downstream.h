@@ -4,11 +4,13 @@
 // client's socket or buffer except through this.
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 
 #include "proxy/event/clock.h"
 #include "proxy/transport/outbox.h"
+#include "proxy/transport/transport.h"
 
 namespace sluice::exchange {
 
@@ -52,6 +54,10 @@ class Downstream {
   virtual void exchangeDone() noexcept = 0;
   // The response was cut short: the client connection must close now.
   virtual void abort() noexcept = 0;
+  // The upstream answered 101 (SPEC §10): write `head` to the client, then
+  // join the two connections. `from_upstream` are bytes read after the head.
+  virtual void startTunnel(std::string_view head, std::unique_ptr<transport::Transport> upstream,
+                           std::string_view from_upstream) noexcept = 0;
 };
 
 }  // namespace sluice::exchange

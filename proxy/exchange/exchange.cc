@@ -90,6 +90,7 @@ void Exchange::afterAdmission(admission::AdmissionResult& verdict) {
   in.peer_text = req_.peer_text;
   in.request_id = req_.request_id;
   in.proto = req_.https ? "https" : "http";
+  in.upgrade = req_.upgrade;
   http::buildUpstreamHead(*req_.head, req_.buf, in, &up_head_);
   if (!down_.beginForwarding()) return;  // the session answered 400
   resp_ = Resp::kHead;
@@ -324,7 +325,11 @@ void Exchange::handleResponseHead() {
 bool Exchange::relayInterim(bool* flush_now) {
   upstream::UpstreamConn* uc = up_;
   if (uc->parser.head().status == 101) {
-    upstreamFailed(502, metrics::UpstreamError::kProtocol);
+    if (req_.upgrade.empty()) {
+      upstreamFailed(502, metrics::UpstreamError::kProtocol);  // 101 to a request without Upgrade
+    } else {
+      switchProtocols();
+    }
     return false;
   }
   uc->parser.skipBody();
@@ -337,6 +342,32 @@ bool Exchange::relayInterim(bool* flush_now) {
   uc->rpos = uc->ppos;
   uc->parser.beginMessage(uc->ppos);
   return true;
+}
+
+void Exchange::switchProtocols() {
+  upstream::UpstreamConn* uc = up_;
+  const http::MessageHead& h = uc->parser.head();
+  http::ResponseHeadInput in;
+  in.framing.no_body = true;
+  in.request_id = req_.request_id;
+  in.upgrade = req_.upgrade;
+  for (int i = 0; i < h.header_count; ++i) {
+    const http::HeaderField& f = h.headers[static_cast<std::size_t>(i)];
+    if (http::equalsIgnoreCase({uc->buf.get() + f.name.off, f.name.len}, "upgrade")) {
+      in.upgrade = {uc->buf.get() + f.value.off, f.value.len};  // what the upstream switched to
+    }
+  }
+  resp_head_.clear();
+  http::buildResponseHead(h, uc->buf.get(), in, &resp_head_);
+  record_.status = 101;
+  record_.bytes_out += resp_head_.size();
+  if (metrics::StatusStats* ps = poolStats()) ps->record(req_.worker, 101, down_.now() - up_start_);
+  interim_.assign(uc->buf.get() + uc->ppos, uc->wpos - uc->ppos);  // the tunnel's first bytes
+  up_ = nullptr;
+  active_ = false;
+  resp_ = Resp::kNone;
+  setDeadline(Deadline::kNone, 0);
+  down_.startTunnel(resp_head_, source_.detach(uc), interim_);
 }
 
 bool Exchange::parseResponse(bool* complete) {

@@ -34,6 +34,9 @@ struct Request {
   bool http10 = false;
   bool idempotent = false;
   bool https = false;  // came over TLS: X-Forwarded-Proto https
+  // SPEC §10: the Upgrade tokens the route allows that the client asked for
+  // ("" = no tunnel: Upgrade is dropped as hop-by-hop).
+  std::string_view upgrade;
 };
 
 // What the exchange tells the session's request record (metrics, access log).
@@ -93,6 +96,9 @@ class Exchange final : public admission::AdmissionWaiter,
   void handleResponseHead();
   bool parseResponse(bool* complete);
   bool relayInterim(bool* flush_now);
+  // The upstream agreed to switch protocols: relay its 101, hand both
+  // connections to the session's tunnel. The exchange is over.
+  void switchProtocols();
   void queueBody();
   void pumpResponse();
   void afterClientDrained(bool complete, bool reusable);

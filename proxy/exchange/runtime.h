@@ -21,6 +21,7 @@ struct RouteRuntime {
   std::size_t pool_index = 0;
   admission::RouteLimits limits;
   metrics::StatusStats* stats = nullptr;
+  metrics::TunnelStats* tunnels = nullptr;  // SPEC §10
 };
 
 struct Runtime {

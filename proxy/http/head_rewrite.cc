@@ -148,6 +148,10 @@ bool isIdempotent(std::uint8_t method) {
   if (!host.empty()) appendField(out, "X-Forwarded-Host", host);
   appendField(out, "X-Request-Id", in.request_id);
   if (h.chunked) out->append("Transfer-Encoding: chunked\r\n");
+  if (!in.upgrade.empty()) {
+    out->append("Connection: upgrade\r\n");
+    appendField(out, "Upgrade", in.upgrade);
+  }
   out->append(kCrlf);
 }
 
@@ -183,6 +187,10 @@ ResponseFraming responseFraming(const MessageHead& h, bool head_request, bool cl
   const ResponseFraming& fr = in.framing;
   if (!fr.no_body && (h.chunked || fr.rechunk)) out->append("Transfer-Encoding: chunked\r\n");
   if (fr.close) out->append("Connection: close\r\n");
+  if (!in.upgrade.empty()) {
+    out->append("Connection: upgrade\r\n");
+    appendField(out, "Upgrade", in.upgrade);
+  }
   appendField(out, "X-Request-Id", in.request_id);
   out->append(in.extra_headers);
   out->append(kCrlf);

@@ -25,6 +25,7 @@ struct UpstreamHeadInput {
   std::string_view peer_text;       // the TCP peer, appended to X-Forwarded-For
   std::string_view proto = "http";  // X-Forwarded-Proto
   std::string_view request_id;      // X-Request-Id
+  std::string_view upgrade;         // SPEC §10: Upgrade to ask for (with Connection: upgrade), or ""
 };
 
 // Appends the upstream request head for client head `h` (offsets into `buf`)
@@ -49,6 +50,7 @@ struct ResponseHeadInput {
   ResponseFraming framing;
   std::string_view request_id;     // X-Request-Id
   std::string_view extra_headers;  // complete lines (rate-limit fields), may be empty
+  std::string_view upgrade;        // a 101's Upgrade (with Connection: upgrade), or ""
 };
 
 // Appends the client-facing head for upstream response `h` (offsets into

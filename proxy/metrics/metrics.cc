@@ -62,7 +62,8 @@ void addStatusFamilies(const std::deque<StatusStats>& list, const char* label,
       for (std::size_t b = 0; b < buckets.size(); ++b) {
         buckets[b] += sh.latency.buckets[b].load(std::memory_order_relaxed);
       }
-      for (int e = 0; e < kUpstreamErrorKinds; ++e) errs[e] += sh.errors[e].load(std::memory_order_relaxed);
+      for (int e = 0; e < kUpstreamErrorKinds; ++e)
+        errs[e] += sh.errors[e].load(std::memory_order_relaxed);
       sum_nanos += sh.latency.sum_nanos.load(std::memory_order_relaxed);
     }
     for (int c = 100; c < kMaxStatus; ++c) {
@@ -83,10 +84,11 @@ void addStatusFamilies(const std::deque<StatusStats>& list, const char* label,
 
 // SPEC §9: handshakes on the TLS listener, and each certificate's expiry.
 void addTlsFamilies(const TlsHandshakes& h, const ScrapeInput& in, std::vector<MetricFamily>* out) {
-  auto handshakes = family("sluice_tls_handshakes_total",
-                           "TLS handshakes on the TLS listener, by result and version.",
-                           MetricType::Counter);
-  const auto count = [&](const char* result, const char* version, const std::atomic<std::uint64_t>& c) {
+  auto handshakes =
+      family("sluice_tls_handshakes_total",
+             "TLS handshakes on the TLS listener, by result and version.", MetricType::Counter);
+  const auto count = [&](const char* result, const char* version,
+                         const std::atomic<std::uint64_t>& c) {
     handshakes.metric.push_back(sample({{"result", result}, {"version", version}},
                                        static_cast<double>(c.load()), MetricType::Counter));
   };
@@ -94,13 +96,33 @@ void addTlsFamilies(const TlsHandshakes& h, const ScrapeInput& in, std::vector<M
   count("ok", "TLSv1.3", h.ok13);
   count("failed", "", h.failed);
   out->push_back(std::move(handshakes));
-  auto not_after = family("sluice_tls_certificate_not_after_timestamp_seconds",
-                          "When each served certificate expires (Unix seconds).",
-                          MetricType::Gauge);
+  auto not_after =
+      family("sluice_tls_certificate_not_after_timestamp_seconds",
+             "When each served certificate expires (Unix seconds).", MetricType::Gauge);
   for (const CertificateSample& c : in.certificates) {
     not_after.metric.push_back(sample({{"name", c.name}}, c.not_after, MetricType::Gauge));
   }
   out->push_back(std::move(not_after));
+}
+
+// SPEC §10: tunnels open per route and the bytes they carried each way.
+void addTunnelFamilies(const std::deque<TunnelStats>& tunnels, std::vector<MetricFamily>* out) {
+  auto open =
+      family("sluice_tunnels", "Upgraded connections open now, by route.", MetricType::Gauge);
+  auto bytes = family("sluice_tunnel_bytes_total",
+                      "Bytes carried by tunnels, by route and direction.", MetricType::Counter);
+  for (const TunnelStats& t : tunnels) {
+    open.metric.push_back(
+        sample({{"route", t.route}}, static_cast<double>(t.open.load()), MetricType::Gauge));
+    bytes.metric.push_back(sample({{"route", t.route}, {"direction", "upstream"}},
+                                  static_cast<double>(t.bytes_upstream.load()),
+                                  MetricType::Counter));
+    bytes.metric.push_back(sample({{"route", t.route}, {"direction", "downstream"}},
+                                  static_cast<double>(t.bytes_downstream.load()),
+                                  MetricType::Counter));
+  }
+  out->push_back(std::move(open));
+  out->push_back(std::move(bytes));
 }
 
 }  // namespace
@@ -115,13 +137,20 @@ void LatencyShard::observe(Nanos d) {
 
 const char* upstreamErrorName(UpstreamError e) {
   switch (e) {
-    case UpstreamError::kConnect: return "connect";
-    case UpstreamError::kTimeout: return "timeout";
-    case UpstreamError::kReset: return "reset";
-    case UpstreamError::kProtocol: return "protocol";
-    case UpstreamError::kPoolFull: return "pool_full";
-    case UpstreamError::kPendingTimeout: return "pending_timeout";
-    case UpstreamError::kTls: return "tls";
+    case UpstreamError::kConnect:
+      return "connect";
+    case UpstreamError::kTimeout:
+      return "timeout";
+    case UpstreamError::kReset:
+      return "reset";
+    case UpstreamError::kProtocol:
+      return "protocol";
+    case UpstreamError::kPoolFull:
+      return "pool_full";
+    case UpstreamError::kPendingTimeout:
+      return "pending_timeout";
+    case UpstreamError::kTls:
+      return "tls";
   }
   return "unknown";
 }
@@ -163,15 +192,24 @@ void Registry::reloadSucceeded(double wall_seconds) {
 
 void Registry::reloadFailed() { reload_failure_.fetch_add(1); }
 
+TunnelStats* Registry::tunnels(const std::string& name) {
+  std::lock_guard lock(mu_);
+  for (TunnelStats& t : tunnels_) {
+    if (t.route == name) return &t;
+  }
+  tunnels_.emplace_back(name);
+  return &tunnels_.back();
+}
+
 std::string Registry::render(const ScrapeInput& in) const {
   std::vector<MetricFamily> out;
   std::lock_guard lock(mu_);
 
   auto requests = family("sluice_requests_total", "Requests answered, by route and status code.",
                          MetricType::Counter);
-  auto duration = family("sluice_request_duration_seconds",
-                         "Time from request head to the end of the response, by route.",
-                         MetricType::Histogram);
+  auto duration =
+      family("sluice_request_duration_seconds",
+             "Time from request head to the end of the response, by route.", MetricType::Histogram);
   addStatusFamilies(routes_, "route", &requests, &duration, nullptr);
   out.push_back(std::move(requests));
   out.push_back(std::move(duration));
@@ -184,30 +222,34 @@ std::string Registry::render(const ScrapeInput& in) const {
   auto evicted = family("sluice_ratelimit_evicted_total",
                         "Buckets evicted (least recently used) at max_keys.", MetricType::Counter);
   for (const LimitSample& l : in.limits) {
-    const std::pair<const char*, std::uint64_t> outcomes[] = {
-        {"allowed", l.allowed}, {"denied", l.denied}, {"shadow_denied", l.shadow_denied},
-        {"exempt", l.exempt}};
+    const std::pair<const char*, std::uint64_t> outcomes[] = {{"allowed", l.allowed},
+                                                              {"denied", l.denied},
+                                                              {"shadow_denied", l.shadow_denied},
+                                                              {"exempt", l.exempt}};
     for (const auto& [name, value] : outcomes) {
       decisions.metric.push_back(sample({{"limit", l.name}, {"decision", name}},
                                         static_cast<double>(value), MetricType::Counter));
     }
-    keys.metric.push_back(sample({{"limit", l.name}}, static_cast<double>(l.keys), MetricType::Gauge));
-    swept.metric.push_back(sample({{"limit", l.name}}, static_cast<double>(l.swept), MetricType::Counter));
-    evicted.metric.push_back(sample({{"limit", l.name}}, static_cast<double>(l.evicted), MetricType::Counter));
+    keys.metric.push_back(
+        sample({{"limit", l.name}}, static_cast<double>(l.keys), MetricType::Gauge));
+    swept.metric.push_back(
+        sample({{"limit", l.name}}, static_cast<double>(l.swept), MetricType::Counter));
+    evicted.metric.push_back(
+        sample({{"limit", l.name}}, static_cast<double>(l.evicted), MetricType::Counter));
   }
   out.push_back(std::move(decisions));
   out.push_back(std::move(keys));
   out.push_back(std::move(swept));
   out.push_back(std::move(evicted));
 
-  auto up_requests = family("sluice_upstream_requests_total",
-                            "Responses received from upstreams, by status code.",
-                            MetricType::Counter);
-  auto up_duration = family("sluice_upstream_duration_seconds",
-                            "Time until the upstream's response head arrived.",
-                            MetricType::Histogram);
-  auto up_errors = family("sluice_upstream_errors_total", "Upstream failures, by kind.",
-                          MetricType::Counter);
+  auto up_requests =
+      family("sluice_upstream_requests_total", "Responses received from upstreams, by status code.",
+             MetricType::Counter);
+  auto up_duration =
+      family("sluice_upstream_duration_seconds", "Time until the upstream's response head arrived.",
+             MetricType::Histogram);
+  auto up_errors =
+      family("sluice_upstream_errors_total", "Upstream failures, by kind.", MetricType::Counter);
   addStatusFamilies(upstreams_, "upstream", &up_requests, &up_duration, &up_errors);
   out.push_back(std::move(up_requests));
   out.push_back(std::move(up_duration));
@@ -222,39 +264,42 @@ std::string Registry::render(const ScrapeInput& in) const {
                                   static_cast<double>(p.active), MetricType::Gauge));
     conns.metric.push_back(sample({{"upstream", p.name}, {"state", "idle"}},
                                   static_cast<double>(p.idle), MetricType::Gauge));
-    pending.metric.push_back(sample({{"upstream", p.name}}, static_cast<double>(p.pending), MetricType::Gauge));
+    pending.metric.push_back(
+        sample({{"upstream", p.name}}, static_cast<double>(p.pending), MetricType::Gauge));
   }
   out.push_back(std::move(conns));
   out.push_back(std::move(pending));
 
   addTlsFamilies(tls_handshakes_, in, &out);
+  addTunnelFamilies(tunnels_, &out);
 
   auto clients = family("sluice_client_connections", "Open client connections.", MetricType::Gauge);
-  clients.metric.push_back(sample({}, static_cast<double>(in.client_connections), MetricType::Gauge));
+  clients.metric.push_back(
+      sample({}, static_cast<double>(in.client_connections), MetricType::Gauge));
   out.push_back(std::move(clients));
 
   auto reloads = family("sluice_config_reloads_total", "Configuration reloads, by result.",
                         MetricType::Counter);
-  reloads.metric.push_back(sample({{"result", "success"}},
-                                  static_cast<double>(reload_success_.load()), MetricType::Counter));
-  reloads.metric.push_back(sample({{"result", "failure"}},
-                                  static_cast<double>(reload_failure_.load()), MetricType::Counter));
+  reloads.metric.push_back(sample(
+      {{"result", "success"}}, static_cast<double>(reload_success_.load()), MetricType::Counter));
+  reloads.metric.push_back(sample(
+      {{"result", "failure"}}, static_cast<double>(reload_failure_.load()), MetricType::Counter));
   out.push_back(std::move(reloads));
-  auto last = family("sluice_config_last_reload_success_timestamp_seconds",
-                     "Wall-clock time of the last successful configuration load.",
-                     MetricType::Gauge);
+  auto last =
+      family("sluice_config_last_reload_success_timestamp_seconds",
+             "Wall-clock time of the last successful configuration load.", MetricType::Gauge);
   last.metric.push_back(sample({}, last_reload_success_.load(), MetricType::Gauge));
   out.push_back(std::move(last));
 
-  auto store_requests = family("sluice_store_requests_total",
-                               "Decisions asked of the shared store (Redis), by result.",
-                               MetricType::Counter);
-  auto store_duration = family("sluice_store_duration_seconds",
-                               "Time until the shared store answered a decision.",
-                               MetricType::Histogram);
-  auto fallbacks = family("sluice_store_fallbacks_total",
-                          "Decisions made by on_store_error because the store failed.",
-                          MetricType::Counter);
+  auto store_requests =
+      family("sluice_store_requests_total",
+             "Decisions asked of the shared store (Redis), by result.", MetricType::Counter);
+  auto store_duration =
+      family("sluice_store_duration_seconds", "Time until the shared store answered a decision.",
+             MetricType::Histogram);
+  auto fallbacks =
+      family("sluice_store_fallbacks_total",
+             "Decisions made by on_store_error because the store failed.", MetricType::Counter);
   {
     std::array<std::uint64_t, 3> results{};
     std::array<std::uint64_t, kLatencyBounds.size() + 1> buckets{};
@@ -281,8 +326,8 @@ std::string Registry::render(const ScrapeInput& in) const {
   out.push_back(std::move(store_duration));
   out.push_back(std::move(fallbacks));
 
-  auto build = family("sluice_build_info", "Build information; the value is always 1.",
-                      MetricType::Gauge);
+  auto build =
+      family("sluice_build_info", "Build information; the value is always 1.", MetricType::Gauge);
   build.metric.push_back(sample({{"version", version_}}, 1, MetricType::Gauge));
   out.push_back(std::move(build));
 

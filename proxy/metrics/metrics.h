@@ -93,6 +93,15 @@ struct PoolSample {
   std::int64_t active = 0, idle = 0, pending = 0;
 };
 
+// Tunnels of one route (SPEC §10): open now, bytes each way.
+struct TunnelStats {
+  explicit TunnelStats(std::string route_name) : route(std::move(route_name)) {}
+  std::string route;
+  std::atomic<std::int64_t> open{0};
+  std::atomic<std::uint64_t> bytes_upstream{0};
+  std::atomic<std::uint64_t> bytes_downstream{0};
+};
+
 // TLS handshakes on the TLS listener (SPEC §9), counted once per connection.
 struct TlsHandshakes {
   std::atomic<std::uint64_t> ok12{0};
@@ -122,6 +131,8 @@ class Registry {
   // Redis decisions: status slots 0/1/2 hold ok/error/timeout.
   StatusStats* store() { return &store_; }
   TlsHandshakes* tlsHandshakes() { return &tls_handshakes_; }
+  // The tunnel counters of route `name`; created once, the pointer stays valid.
+  TunnelStats* tunnels(const std::string& name);
   // The first load at start-up: sets the timestamp, counts no reload.
   void configLoaded(double wall_seconds) { last_reload_success_.store(wall_seconds); }
   void reloadSucceeded(double wall_seconds);
@@ -142,6 +153,7 @@ class Registry {
   std::atomic<std::uint64_t> reload_failure_{0};
   std::atomic<double> last_reload_success_{0};
   TlsHandshakes tls_handshakes_;
+  std::deque<TunnelStats> tunnels_;
 };
 
 }  // namespace sluice::metrics

@@ -40,6 +40,10 @@ Http1Session::~Http1Session() = default;
 void Http1Session::onTransportReady(bool readable, bool writable) noexcept {
   if (dead_) return;
   w_.newEvent();
+  if (tunnel_) {
+    tunnel_->onClientReady(readable, writable, w_.now());
+    return;
+  }
   if (writable) onWritable();
   if (!dead_ && readable) onReadable();
 }
@@ -285,6 +289,7 @@ void Http1Session::startExchange() {
   r.http10 = client_http10_;
   r.idempotent = http::isIdempotent(h.method);
   r.https = t_->secure();
+  r.upgrade = allowedUpgrade();
   setDeadline(Deadline::kNone, 0);  // the exchange's deadlines apply from here
   exchange_.start(r, view);
 }
@@ -530,6 +535,10 @@ void Http1Session::close() {
 
 void Http1Session::checkTimeout(event::Nanos now) {
   if (dead_) return;
+  if (tunnel_) {
+    tunnel_->checkTimeout(now);
+    return;
+  }
   exchange_.checkTimeout(now);
   if (dead_ || deadline_kind_ == Deadline::kNone || now < deadline_) return;
   const Deadline kind = deadline_kind_;

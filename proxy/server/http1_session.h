@@ -20,6 +20,7 @@
 #include "proxy/http/path_normalize.h"
 #include "proxy/transport/socket_address.h"
 #include "proxy/transport/transport.h"
+#include "proxy/tunnel/tunnel.h"
 
 namespace sluice::server {
 
@@ -27,7 +28,8 @@ class Worker;
 
 class Http1Session final : public transport::TransportUser,
                            public exchange::Downstream,
-                           public admission::AdmissionWaiter {
+                           public admission::AdmissionWaiter,
+                           public tunnel::TunnelOwner {
  public:
   Http1Session(Worker& w, std::unique_ptr<transport::Transport> t, transport::PeerAddress peer);
   ~Http1Session() override;
@@ -58,6 +60,11 @@ class Http1Session final : public transport::TransportUser,
                    std::span<const std::string_view> violated = {}) noexcept override;
   void exchangeDone() noexcept override;
   void abort() noexcept override { close(); }
+  void startTunnel(std::string_view head, std::unique_ptr<transport::Transport> upstream,
+                   std::string_view from_upstream) noexcept override;
+
+  // tunnel::TunnelOwner
+  void tunnelEnded() noexcept override;
 
   Http1Session* prev = nullptr;  // the worker's intrusive list
   Http1Session* next = nullptr;
@@ -75,6 +82,9 @@ class Http1Session final : public transport::TransportUser,
   void handleHead();
   bool normalizeTarget(std::string_view url, std::string_view* route_path);
   void startExchange();
+  // SPEC §10: the Upgrade tokens of this request the route allows, joined
+  // (into upgrade_); "" when the request does not ask for an allowed one.
+  std::string_view allowedUpgrade();
   void beginRecord(std::uint64_t bytes_in);
   void pickRequestId();
   // Writes out_; true when all of it is out (false: later, or closed).
@@ -113,6 +123,8 @@ class Http1Session final : public transport::TransportUser,
   std::string request_id_;
   http::PathBuffers path_bufs_;  // normalizePath's output, reused across requests
   std::string target_buf_;       // the forwarded target when normalizing changed it
+  std::string upgrade_;          // the Upgrade tokens asked for upstream (SPEC §10)
+  std::unique_ptr<tunnel::Tunnel> tunnel_;  // after a 101: the connection is a tunnel
   std::string_view target_;      // request-target to forward (into buf_ or target_buf_)
   std::string log_method_;       // copies for the access log (the head
   std::string log_path_;         //   bytes are reused for the body)

@@ -160,6 +160,13 @@ void LocalPool::keepIdle(UpstreamConn* uc) {
   head = uc;
 }
 
+std::unique_ptr<transport::Transport> LocalPool::detach(UpstreamConn* uc) {
+  std::unique_ptr<transport::Transport> t = std::move(uc->transport);
+  t->setUser(nullptr);
+  closeConn(uc);
+  return t;
+}
+
 void LocalPool::closeConn(UpstreamConn* uc) {
   std::shared_ptr<SharedPool> p = uc->pool;
   const std::size_t target = uc->target;

@@ -48,6 +48,9 @@ class ConnectionSource {
   // A request is done with `uc`: keep it for reuse (idle or the next waiter)
   // or close it and pass its slot on.
   virtual void release(UpstreamConn* uc, bool reusable) = 0;
+  // `uc` becomes a tunnel (SPEC §10): it leaves the pool, its slot is passed
+  // on, and its transport is handed over (the rest of `uc` is freed).
+  virtual std::unique_ptr<transport::Transport> detach(UpstreamConn* uc) = 0;
   virtual Nanos now() = 0;
 };
 
@@ -77,6 +80,7 @@ class LocalPool final : public ConnectionSource {
                      UpstreamUser* user) override;
   void cancel(const std::shared_ptr<SharedPool>& pool, std::uint64_t token) override;
   void release(UpstreamConn* uc, bool reusable) override;
+  std::unique_ptr<transport::Transport> detach(UpstreamConn* uc) override;
   Nanos now() override { return peers_.now(); }
 
   // A slot message from another worker (or back from a waiter that left).

@@ -202,6 +202,8 @@ std::vector<KeySpec> specKeys() {
           [](const Loaded& d) { return d.plain->server.access_log_format; }),
       lit("server.normalize_path",
           [](const Loaded& d) { return boolean(d.plain->server.normalize_path); }),
+      dur("server.tunnel_idle_timeout",
+          [](const Loaded& d) { return d.plain->server.tunnel_idle_timeout; }),
       lit("server.tls_listen",
           [](const Loaded& d) {
             const auto& a = d.plain->server.tls_listen;
@@ -327,6 +329,12 @@ std::vector<KeySpec> specKeys() {
       lit("routes[].methods", [](const Loaded& d) { return list(route(d).methods); }),
       required("routes[].upstream", kOneUpstream + "routes:\n  - path_prefix: /\n"),
       lit("routes[].limits", [](const Loaded& d) { return list(route(d).limits); }),
+      lit("routes[].upgrades",
+          [](const Loaded& d) {
+            std::string out;
+            for (const std::string& u : route(d).upgrades) out += (out.empty() ? "" : ", ") + u;
+            return "[" + out + "]";
+          }),
   };
 }
 

@@ -15,9 +15,9 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/admission/admission.h"
 #include "proxy/event/clock.h"
 #include "proxy/exchange/downstream.h"
-#include "proxy/admission/admission.h"
 #include "proxy/transport/transport.h"
 #include "proxy/upstream/local_pool.h"
 
@@ -87,6 +87,15 @@ class FakeDownstream final : public Downstream {
   }
   void exchangeDone() noexcept override { ++done; }
   void abort() noexcept override { ++aborted; }
+  void startTunnel(std::string_view head, std::unique_ptr<transport::Transport> upstream,
+                   std::string_view from_upstream) noexcept override {
+    tunnel_head = std::string(head);
+    tunnel_bytes = std::string(from_upstream);
+    tunnel_upstream = std::move(upstream);
+  }
+  std::string tunnel_head;  // the 101 as the client would get it
+  std::string tunnel_bytes;
+  std::unique_ptr<transport::Transport> tunnel_upstream;
 
   // The client takes what flushClient() left queued.
   void clientTakesQueued() { drainOutbox(out_, &received); }
@@ -196,6 +205,14 @@ class FakeSource final : public upstream::ConnectionSource {
     }
     released_.emplace_back(uc);  // kept so the test can still look at it
   }
+  std::unique_ptr<transport::Transport> detach(Conn* uc) override {
+    ++detached;
+    uc->user = nullptr;
+    std::unique_ptr<transport::Transport> t = std::move(uc->transport);
+    released_.emplace_back(uc);
+    return t;
+  }
+  int detached = 0;
   upstream::Nanos now() override { return 0; }
 
   // A connection with its own wire, as if taken from the idle list; the

@@ -5,6 +5,7 @@
 #include "proxy/exchange/exchange.h"
 
 #include <errno.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -24,6 +25,7 @@ using event::Nanos;
 using testing::got;
 using testing::adm::AdmissionResult;
 using Got = upstream::ConnectionSource::Got;
+using ::testing::HasSubstr;
 
 constexpr Nanos kPendingTimeout = 1 * kNanosPerSecond;
 constexpr Nanos kConnectTimeout = 2 * kNanosPerSecond;
@@ -86,6 +88,7 @@ class ExchangeTest : public ::testing::Test {
     r.head_request = h.method == HTTP_HEAD;
     r.http10 = h.version_minor == 0;
     r.idempotent = http::isIdempotent(h.method);
+    r.upgrade = upgrade_;
     view_.waiter = &exchange_;
     exchange_.start(r, view_);
   }
@@ -145,6 +148,7 @@ class ExchangeTest : public ::testing::Test {
   http::testing::ParsedHead parsed_;
   testing::adm::RequestView view_;
   testing::FakeDownstream down_{clock_};
+  std::string upgrade_;  // Request::upgrade of the next start()
   testing::FakeSource source_;
   Record record_;
   // Last: destroyed first, while the source still holds released connections.
@@ -550,6 +554,35 @@ TEST_F(ExchangeTest, InterimResponseIsRelayedBeforeTheFinalOne) {
   upstreamSends("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + std::string(kOk));
   expectResponse("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + std::string(kOkToClient));
   expectReleased(0, true);
+}
+
+// ---- switching protocols (SPEC §10) ----------------------------------------------
+
+TEST_F(ExchangeTest, SwitchingProtocolsHandsBothConnectionsToATunnel) {
+  upgrade_ = "websocket";
+  startOnFreshConnection(
+      "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+  EXPECT_THAT(source_.wire(0).from_proxy,
+              HasSubstr("Connection: upgrade\r\nUpgrade: websocket\r\n"));
+  upstreamSends(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: abc\r\n\r\nFRAME");
+  EXPECT_EQ(source_.detached, 1);
+  EXPECT_TRUE(source_.releases.empty()) << "a tunnel's connection never goes back to the pool";
+  EXPECT_EQ(down_.tunnel_head,
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: abc\r\n"
+            "Connection: upgrade\r\nUpgrade: websocket\r\nX-Request-Id: rid-1\r\n\r\n");
+  EXPECT_EQ(down_.tunnel_bytes, "FRAME");
+  EXPECT_NE(down_.tunnel_upstream, nullptr);
+  EXPECT_FALSE(exchange_.active());
+  EXPECT_TRUE(down_.answers.empty());
+}
+
+TEST_F(ExchangeTest, SwitchingProtocolsNobodyAskedForIs502) {
+  startOnFreshConnection(kGet);
+  upstreamSends("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+  expectLocalAnswer(502);
+  EXPECT_EQ(source_.detached, 0);
 }
 
 // ---- a slow client ---------------------------------------------------------------

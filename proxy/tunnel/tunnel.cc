@@ -1,0 +1,113 @@
+#include "proxy/tunnel/tunnel.h"
+
+#include <errno.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace sluice::tunnel {
+
+Tunnel::Tunnel(transport::Transport& client, std::unique_ptr<transport::Transport> upstream,
+               TunnelOwner& owner, metrics::TunnelStats* stats, event::Nanos idle_timeout)
+    : client_(client),
+      upstream_(std::move(upstream)),
+      owner_(owner),
+      stats_(stats),
+      idle_timeout_(idle_timeout) {
+  up_.from = &client_;
+  up_.to = upstream_.get();
+  up_.to_upstream = true;
+  down_.from = upstream_.get();
+  down_.to = &client_;
+  upstream_->setUser(this);
+}
+
+Tunnel::~Tunnel() {
+  if (upstream_) upstream_->close();
+}
+
+void Tunnel::fill(Direction& d, std::string_view initial) {
+  d.cap = std::max(kBufferBytes, initial.size());
+  d.buf = std::make_unique<char[]>(d.cap);
+  if (initial.empty()) return;
+  std::memcpy(d.buf.get(), initial.data(), initial.size());
+  d.out.add(d.buf.get(), initial.size());
+}
+
+void Tunnel::start(std::string_view to_client, std::string_view to_upstream, event::Nanos now) {
+  now_ = last_moved_ = now;
+  fill(down_, to_client);
+  fill(up_, to_upstream);
+  client_.wantRead(true);
+  upstream_->wantRead(true);
+  pump(down_);
+  if (!ended_) pump(up_);
+}
+
+void Tunnel::onClientReady(bool readable, bool writable, event::Nanos now) noexcept {
+  now_ = now;
+  if (!ended_ && writable) pump(down_);
+  if (!ended_ && readable) pump(up_);
+}
+
+void Tunnel::onTransportReady(bool readable, bool writable) noexcept {
+  if (!ended_ && writable) pump(up_);
+  if (!ended_ && readable) pump(down_);
+}
+
+bool Tunnel::flush(Direction& d) noexcept {
+  const std::size_t before = d.out.bytes();
+  const transport::IoResult res = d.to->write(d.out);
+  const std::size_t written = before - d.out.bytes();
+  if (written > 0) {
+    d.bytes += written;
+    last_moved_ = now_;
+    if (stats_ != nullptr) {
+      (d.to_upstream ? stats_->bytes_upstream : stats_->bytes_downstream)
+          .fetch_add(written, std::memory_order_relaxed);
+    }
+  }
+  switch (res) {
+    case transport::IoResult::kDone:
+      return true;
+    case transport::IoResult::kAgain:
+      // The sink is full: stop reading the source until it drains.
+      d.from->wantRead(false);
+      d.to->wantWrite();
+      return false;
+    case transport::IoResult::kError:
+      break;
+  }
+  end();
+  return false;
+}
+
+void Tunnel::pump(Direction& d) noexcept {
+  for (;;) {
+    if (!d.out.empty() && !flush(d)) return;
+    d.from->wantRead(true);
+    const ssize_t n = d.from->read(d.buf.get(), d.cap);
+    if (n > 0) {
+      d.out.add(d.buf.get(), static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    end();  // one side closed (or failed): the tunnel is over
+    return;
+  }
+}
+
+void Tunnel::checkTimeout(event::Nanos now) noexcept {
+  now_ = now;
+  if (!ended_ && now - last_moved_ >= idle_timeout_) end();
+}
+
+void Tunnel::end() noexcept {
+  if (ended_) return;
+  ended_ = true;
+  client_.quiet();
+  if (upstream_) upstream_->close();
+  owner_.tunnelEnded();
+}
+
+}  // namespace sluice::tunnel

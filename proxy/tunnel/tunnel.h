@@ -1,0 +1,83 @@
+#pragma once
+// A tunnel (SPEC §10): after a 101 the client's connection and the upstream
+// connection are joined and bytes are copied both ways until either side
+// closes or nothing moves for tunnel_idle_timeout. Each direction has one
+// fixed buffer: while the receiving side cannot take more, the sending side
+// is not read (backpressure both ways, memory bounded whatever the peers do).
+// No sockets here: both ends are Transports, so tests drive it with fakes.
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "proxy/event/clock.h"
+#include "proxy/metrics/metrics.h"
+#include "proxy/transport/transport.h"
+
+namespace sluice::tunnel {
+
+// Told once when the tunnel is over (the owner closes both connections).
+class TunnelOwner {
+ public:
+  virtual ~TunnelOwner() = default;
+  virtual void tunnelEnded() noexcept = 0;
+};
+
+class Tunnel final : public transport::TransportUser {
+ public:
+  static constexpr std::size_t kBufferBytes = 16 * 1024;
+
+  // `client` stays owned by the caller (the session forwards its events
+  // with onClientReady); `upstream` is owned by the tunnel from now on.
+  Tunnel(transport::Transport& client, std::unique_ptr<transport::Transport> upstream,
+         TunnelOwner& owner, metrics::TunnelStats* stats, event::Nanos idle_timeout);
+  ~Tunnel() override;
+  Tunnel(const Tunnel&) = delete;
+  Tunnel& operator=(const Tunnel&) = delete;
+
+  // Starts copying: `to_client` and `to_upstream` are bytes already read
+  // (the 101 head and what followed it; what the client sent after its
+  // request head).
+  void start(std::string_view to_client, std::string_view to_upstream, event::Nanos now);
+  // The client's connection is ready (its events come through the session).
+  void onClientReady(bool readable, bool writable, event::Nanos now) noexcept;
+  // Ends the tunnel when nothing moved for idle_timeout.
+  void checkTimeout(event::Nanos now) noexcept;
+  bool ended() const { return ended_; }
+  std::uint64_t bytesToUpstream() const { return up_.bytes; }
+  std::uint64_t bytesToClient() const { return down_.bytes; }
+
+  void onTransportReady(bool readable, bool writable) noexcept override;  // upstream
+
+ private:
+  struct Direction {
+    transport::Transport* from = nullptr;
+    transport::Transport* to = nullptr;
+    bool to_upstream = false;
+    std::unique_ptr<char[]> buf;
+    std::size_t cap = 0;
+    transport::Outbox out;  // the unwritten part of buf
+    std::uint64_t bytes = 0;
+  };
+
+  void fill(Direction& d, std::string_view initial);
+  // Writes what `d` holds, then reads and writes until the source has
+  // nothing or the sink is full.
+  void pump(Direction& d) noexcept;
+  // A write of `d` finished or stalled: true when the buffer is empty again.
+  bool flush(Direction& d) noexcept;
+  void end() noexcept;
+
+  transport::Transport& client_;
+  std::unique_ptr<transport::Transport> upstream_;
+  TunnelOwner& owner_;
+  metrics::TunnelStats* stats_;  // the route's; may be null
+  event::Nanos idle_timeout_;
+  event::Nanos last_moved_ = 0;
+  event::Nanos now_ = 0;
+  Direction up_;    // client -> upstream
+  Direction down_;  // upstream -> client
+  bool ended_ = false;
+};
+
+}  // namespace sluice::tunnel
