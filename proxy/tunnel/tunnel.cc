@@ -26,18 +26,27 @@ Tunnel::~Tunnel() {
   if (upstream_) upstream_->close();
 }
 
-void Tunnel::fill(Direction& d, std::string_view initial) {
-  d.cap = std::max(kBufferBytes, initial.size());
-  d.buf = std::make_unique<char[]>(d.cap);
-  if (initial.empty()) return;
-  std::memcpy(d.buf.get(), initial.data(), initial.size());
-  d.out.add(d.buf.get(), initial.size());
+void Tunnel::hold(Direction& d) {
+  const std::size_t n = d.out.bytes();
+  auto copy = std::make_unique<char[]>(n);
+  std::size_t at = 0;
+  for (int i = 0; i < d.out.count; ++i) {
+    const iovec& v = d.out.iov[static_cast<std::size_t>(i)];
+    std::memcpy(copy.get() + at, v.iov_base, v.iov_len);
+    at += v.iov_len;
+  }
+  d.held = std::move(copy);
+  d.out = transport::Outbox{};
+  d.out.add(d.held.get(), n);
+  d.in_scratch = false;
 }
 
 void Tunnel::start(std::string_view to_client, std::string_view to_upstream, event::Nanos now) {
   now_ = last_moved_ = now;
-  fill(down_, to_client);
-  fill(up_, to_upstream);
+  down_.out.add(to_client.data(), to_client.size());
+  hold(down_);
+  up_.out.add(to_upstream.data(), to_upstream.size());
+  hold(up_);
   client_.wantRead(true);
   upstream_->wantRead(true);
   pump(down_);
@@ -69,9 +78,13 @@ bool Tunnel::flush(Direction& d) noexcept {
   }
   switch (res) {
     case transport::IoResult::kDone:
+      d.held.reset();
+      d.in_scratch = false;
       return true;
     case transport::IoResult::kAgain:
-      // The sink is full: stop reading the source until it drains.
+      // The sink is full: keep the rest and stop reading the source until
+      // it drains.
+      if (d.in_scratch) hold(d);
       d.from->wantRead(false);
       d.to->wantWrite();
       return false;
@@ -83,12 +96,15 @@ bool Tunnel::flush(Direction& d) noexcept {
 }
 
 void Tunnel::pump(Direction& d) noexcept {
+  static thread_local std::unique_ptr<char[]> scratch;
+  if (!scratch) scratch = std::make_unique<char[]>(kBufferBytes);
   for (;;) {
     if (!d.out.empty() && !flush(d)) return;
     d.from->wantRead(true);
-    const ssize_t n = d.from->read(d.buf.get(), d.cap);
+    const ssize_t n = d.from->read(scratch.get(), kBufferBytes);
     if (n > 0) {
-      d.out.add(d.buf.get(), static_cast<std::size_t>(n));
+      d.out.add(scratch.get(), static_cast<std::size_t>(n));
+      d.in_scratch = true;
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;

@@ -1,9 +1,11 @@
 #pragma once
 // A tunnel (SPEC §10): after a 101 the client's connection and the upstream
 // connection are joined and bytes are copied both ways until either side
-// closes or nothing moves for tunnel_idle_timeout. Each direction has one
-// fixed buffer: while the receiving side cannot take more, the sending side
-// is not read (backpressure both ways, memory bounded whatever the peers do).
+// closes or nothing moves for tunnel_idle_timeout. Bytes are read into one
+// buffer per worker thread and written at once; only what the receiving side
+// cannot take now is kept (at most one read's worth per direction), and while
+// it waits the sending side is not read (backpressure both ways, memory
+// bounded whatever the peers do, nothing held by an idle tunnel).
 // No sockets here: both ends are Transports, so tests drive it with fakes.
 
 #include <cstdint>
@@ -54,13 +56,14 @@ class Tunnel final : public transport::TransportUser {
     transport::Transport* from = nullptr;
     transport::Transport* to = nullptr;
     bool to_upstream = false;
-    std::unique_ptr<char[]> buf;
-    std::size_t cap = 0;
-    transport::Outbox out;  // the unwritten part of buf
+    std::unique_ptr<char[]> held;  // bytes the sink has not taken yet
+    transport::Outbox out;         // the unwritten bytes (in held while waiting)
+    bool in_scratch = false;       // out points into the thread's read buffer
     std::uint64_t bytes = 0;
   };
 
-  void fill(Direction& d, std::string_view initial);
+  // Keeps what `d.out` still points at (the thread's buffer) in d.held.
+  static void hold(Direction& d);
   // Writes what `d` holds, then reads and writes until the source has
   // nothing or the sink is full.
   void pump(Direction& d) noexcept;
