@@ -49,8 +49,9 @@ inline std::optional<std::string> serverFrame(HttpConn& conn, Deadline deadline)
 inline std::string upgradeRequest(int port, std::string_view path = "/chat",
                                   std::string_view upgrade = "websocket",
                                   std::string_view version = "13") {
-  return std::string("GET ") + std::string(path) + " HTTP/1.1\r\nHost: 127.0.0.1:" +
-         std::to_string(port) + "\r\nUpgrade: " + std::string(upgrade) +
+  return std::string("GET ") + std::string(path) +
+         " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+         "\r\nUpgrade: " + std::string(upgrade) +
          "\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
          "Sec-WebSocket-Version: " +
          std::string(version) + "\r\n\r\n";

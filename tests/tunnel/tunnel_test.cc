@@ -32,10 +32,10 @@ constexpr Nanos kIdle = 10 * kNanosPerSecond;
 // The peer's end of one fake connection; outlives the transport (the tunnel
 // owns and destroys the upstream one).
 struct Wire {
-  std::string to_read;   // bytes the peer sent that the tunnel has not read
-  bool eof = false;      // after them the peer closed
-  int read_errno = 0;    // nonzero: a read with nothing left fails with this
-  std::string written;   // every byte the tunnel wrote to this peer
+  std::string to_read;                    // bytes the peer sent that the tunnel has not read
+  bool eof = false;                       // after them the peer closed
+  int read_errno = 0;                     // nonzero: a read with nothing left fails with this
+  std::string written;                    // every byte the tunnel wrote to this peer
   std::size_t write_budget = kUnlimited;  // bytes the peer takes before kAgain
   bool write_fails = false;
   int reads = 0;         // read() calls that returned bytes
@@ -247,8 +247,8 @@ TEST_F(TunnelTest, SlowClientStopsReadingTheUpstreamUntilItDrains) {
   // The client drains a little at a time; every step forwards only what fits
   // and the upstream is read again only once the held bytes are gone.
   while (client_wire_.written.size() < down.size()) {
-    const std::size_t held = down.size() - upstream_wire_.to_read.size() -
-                             client_wire_.written.size();
+    const std::size_t held =
+        down.size() - upstream_wire_.to_read.size() - client_wire_.written.size();
     ASSERT_LE(held, Tunnel::kBufferBytes);
     const int reads_before = upstream_wire_.reads;
     client_wire_.write_budget = 5000;
