@@ -42,6 +42,14 @@ MessageParser::MessageParser(llhttp_type_t type) {
 }
 
 void MessageParser::beginMessage(std::uint32_t start) {
+  if (head_.upgrade) {
+    // After an upgrade message llhttp still has that message's end (and
+    // HPE_PAUSED_UPGRADE) pending: the next execute would report it again,
+    // 0 bytes consumed, instead of parsing the next message. Start from a
+    // clean state (type, settings, user data and lenient flags are kept).
+    llhttp_reset(&parser_);
+    head_.upgrade = false;
+  }
   head_.start = start;
   head_.line_end = 0;
   head_.end = 0;

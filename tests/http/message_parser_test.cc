@@ -54,15 +54,11 @@ TEST(MessageParser, BodilessMessageCompletesOnZeroByteFeed) {
   EXPECT_EQ(r.consumed, 0u);
 }
 
-// DISABLED: bug. After a request with Upgrade + Connection: upgrade (llhttp
-// pauses with HPE_PAUSED_UPGRADE and feed() resumes it), the message's end is
-// reported twice: once on the zero-byte feed after the head, and again as
-// kMessageComplete with consumed == 0 on the first feed after beginMessage()
-// for the next request. Http1Session::parseHead takes that for "head not
-// complete yet" and waits for bytes that never come: a keep-alive client whose
-// Upgrade was refused (any non-101 answer, or upgrades: []) gets no answer to
-// its next request (websocket_tunnel_test.DISABLED_KeptAliveRefusalLeavesTheConnectionHttp).
-TEST(MessageParser, DISABLED_RequestAfterAnUpgradeRequestIsParsed) {
+// After a request with Upgrade + Connection: upgrade (llhttp pauses with
+// HPE_PAUSED_UPGRADE), the next message on the connection is parsed from its
+// first byte: the upgrade request's end is reported once, not again on the
+// next request's first feed (the session would wait for head bytes forever).
+TEST(MessageParser, RequestAfterAnUpgradeRequestIsParsed) {
   // An upstream may refuse an Upgrade with an ordinary response (SPEC §10);
   // the client's connection then carries its next request.
   MessageParser p(HTTP_REQUEST);

@@ -389,15 +389,10 @@ TEST_F(TunnelTest, ClientThatStopsReadingIsNotReadWithoutBound) {
 
 // ---- an upgrade the upstream refuses -------------------------------------------------
 
-// DISABLED: bug. After an Upgrade request that got an ordinary (non-101)
-// answer, the client's next request on the same keep-alive connection is
-// never answered and the connection is not closed (it also holds SIGTERM's
-// drain for all of shutdown_grace). Happens with upgrades: [] too, so it
-// predates the tunnel: http::MessageParser reports the upgrade request's end a
-// second time (kMessageComplete, 0 bytes consumed) on the first feed of the
-// next request, and Http1Session::parseHead waits for more head bytes
-// (message_parser_test DISABLED_RequestAfterAnUpgradeRequestIsParsed).
-TEST_F(TunnelTest, DISABLED_RefusedUpgradeIsAnOrdinaryResponseOnAKeptConnection) {
+// An Upgrade request that gets an ordinary (non-101) answer leaves an
+// ordinary HTTP connection: the client's next request is answered (it used
+// to hang, holding SIGTERM's drain for all of shutdown_grace).
+TEST_F(TunnelTest, RefusedUpgradeIsAnOrdinaryResponseOnAKeptConnection) {
   ASSERT_TRUE(startWithEcho());
   HttpConn conn(sluice_.port());
   // python3-websockets answers a wrong version with 400, Content-Length and
@@ -418,8 +413,8 @@ TEST_F(TunnelTest, DISABLED_RefusedUpgradeIsAnOrdinaryResponseOnAKeptConnection)
   EXPECT_EQ(serverFrame(conn, deadlineIn(seconds(5))), "after a refusal");
 }
 
-// DISABLED: the same bug as above, with an upstream that keeps its connection.
-TEST_F(TunnelTest, DISABLED_KeptAliveRefusalLeavesTheConnectionHttp) {
+// The same with an upstream that keeps its connection: the next request reaches it as HTTP.
+TEST_F(TunnelTest, KeptAliveRefusalLeavesTheConnectionHttp) {
   ASSERT_TRUE(startWithLoopback());
   HttpConn conn(sluice_.port());
   ASSERT_TRUE(conn.send(upgradeRequest(sluice_.port())));
