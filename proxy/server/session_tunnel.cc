@@ -55,8 +55,8 @@ void Http1Session::startTunnel(std::string_view head,
       buf_ ? std::string_view(buf_.get() + ppos_, wpos_ - ppos_) : std::string_view();
   std::string to_client(head);
   to_client.append(from_upstream);  // the new protocol's first bytes, read with the 101
-  tunnel_->start(to_client, from_client, w_.now());
   record_.bytes_out -= head.size();  // counted again with the tunnel's bytes
+  tunnel_->start(to_client, from_client, w_.now());  // may end the tunnel (and close) at once
   if (buf_) w_.giveBuffer(std::move(buf_), buf_cap_);
   rpos_ = ppos_ = wpos_ = 0;
 }

@@ -105,6 +105,13 @@ void Tunnel::pump(Direction& d) noexcept {
     if (n > 0) {
       d.out.add(scratch.get(), static_cast<std::size_t>(n));
       d.in_scratch = true;
+      // A short read took all there was: write it and wait for the next
+      // event instead of a read that would only say EAGAIN. (A TLS source
+      // that still holds decrypted bytes raises its own event.)
+      if (static_cast<std::size_t>(n) < kBufferBytes) {
+        flush(d);
+        return;
+      }
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;

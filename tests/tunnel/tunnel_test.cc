@@ -303,6 +303,8 @@ TEST_F(TunnelTest, ClientEofEndsTheTunnelOnce) {
   client_wire_.eof = true;
   clientReady(true, false);
   EXPECT_EQ(upstream_wire_.written, "last words") << "what was read is written before the end";
+  EXPECT_FALSE(tunnel_->ended()) << "a short read waits for the next event (no EAGAIN read)";
+  clientReady(true, false);  // the socket reports the end as readable
   EXPECT_TRUE(tunnel_->ended());
   EXPECT_EQ(owner_.ended, 1);
   EXPECT_EQ(upstream_wire_.closes, 1);
@@ -319,6 +321,7 @@ TEST_F(TunnelTest, UpstreamEofEndsTheTunnelOnce) {
   upstream_wire_.eof = true;
   upstreamReady(true, false);
   EXPECT_EQ(client_wire_.written, pattern(20000, 7));
+  upstreamReady(true, false);  // the socket reports the end as readable
   EXPECT_EQ(owner_.ended, 1);
   EXPECT_TRUE(client_wire_.quiet);
   EXPECT_EQ(upstream_wire_.closes, 1);
