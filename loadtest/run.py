@@ -22,6 +22,11 @@ rotates each round) so drift of the machine hits every target alike:
                    without resumption                                 (load client)
   m tls-idle       10,000 idle TLS connections (one request each, then held):
                    VmRSS above the idle baseline, sluice only         (load client)
+  w ws-echo        WebSocket echo through the proxy: 128-byte messages, one
+                   in flight per connection; sluice vs nginx only     (load client)
+  t ws-idle        10,000 idle WebSocket tunnels (each upgraded, one message
+                   echoed, then held): VmRSS, descriptors and CPU of sluice
+                   while they sit idle, sluice only                   (load client)
 
 g, h and m use an ECDSA P-256 certificate made with the openssl CLI in the
 run's temporary directory (removed at the end).
@@ -257,6 +262,96 @@ def run_tls_idle(sluice, client_bin, count, setup_cap, ramp=32, settle=1.0):
     }
 
 
+def tunnels_open(sluice):
+    """The sluice_tunnels gauge summed over routes."""
+    n = 0
+    for line in sluice.metrics().splitlines():
+        if line.startswith("sluice_tunnels{"):
+            n += float(line.rsplit(" ", 1)[1])
+    return int(n)
+
+
+def idle_sample(pids, window):
+    """CPU (schedstat ns) and context switches of pids over `window` seconds."""
+    cpu0, cs0 = procs.cpu_ns(pids), procs.context_switches(pids)
+    time.sleep(window)
+    return procs.cpu_ns(pids) - cpu0, procs.context_switches(pids) - cs0
+
+
+def run_ws_idle(sluice, client_bin, count, setup_cap, idle_window, ramp=64, settle=1.0):
+    """t: `count` WebSocket tunnels, each upgraded and one message echoed,
+    then held idle. Of sluice: VmRSS and open descriptors before (idle, after a
+    warm-up), while they are held and after they closed; CPU time and wake-ups
+    over `idle_window` seconds idle, without and with the tunnels."""
+    port = sluice.ports["ws"]
+    pids = sluice.pids()
+    # Warm-up: the thread's tunnel buffer, the upstream pool, first allocations.
+    drivers.run_client(client_bin, port, targets.WS_PATH, 0.3, 4, ws_bytes=128,
+                       max_requests=2000, grace=2)
+    time.sleep(settle)
+    rss_base, fds_base = procs.rss_kb(pids), procs.fd_count(pids)
+    base_cpu_ns, base_cs = idle_sample(pids, idle_window)
+    cpu0 = procs.cpu_ns(pids)
+    cmd = [client_bin, "--url", f"http://127.0.0.1:{port}{targets.WS_PATH}", "--ws", "128",
+           "--connections", str(count), "--hold", "120", "--ramp", str(ramp),
+           "--duration", str(setup_cap), "--grace", "5", "--sources", "127.6.0.1/64"]
+    t0 = time.time()
+    p = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    stdin=subprocess.DEVNULL)
+    held = None
+    err_lines = []
+    deadline = t0 + setup_cap + 15
+    try:
+        while held is None and time.time() < deadline and p.poll() is None:
+            ready, _, _ = select.select([p.stderr], [], [], max(0.05, deadline - time.time()))
+            if not ready:
+                continue
+            line = p.stderr.readline()
+            if not line:
+                break
+            err_lines.append(line)
+            if line.startswith("HOLDING "):
+                held = int(line.split()[1])
+        setup_s = time.time() - t0
+        cpu_setup_ns = procs.cpu_ns(pids) - cpu0
+        if held is None:
+            raise RuntimeError(f"the load client never held its tunnels: "
+                               f"{''.join(err_lines)[-400:]}")
+        time.sleep(settle)  # the last echoes written, their buffers released
+        gauge_tunnels = tunnels_open(sluice)
+        gauge_conns = client_connections(sluice)
+        rss_held, fds_held = procs.rss_kb(pids), procs.fd_count(pids)
+        held_cpu_ns, held_cs = idle_sample(pids, idle_window)
+        rss_held = max(rss_held, procs.rss_kb(pids))
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGTERM)
+        out, _ = p.communicate(timeout=30)
+    summary = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    time.sleep(settle)
+    deadline = time.time() + 5
+    while tunnels_open(sluice) > 0 and time.time() < deadline:
+        time.sleep(0.1)
+    held = held or 0
+    return {
+        "tunnels": count, "held": held, "gauge_tunnels": gauge_tunnels,
+        "gauge_connections": gauge_conns, "setup_s": setup_s, "ramp": ramp,
+        "idle_window_s": idle_window,
+        "cpu_us_per_tunnel": cpu_setup_ns / 1e3 / max(1, held),
+        "rss_base_kb": rss_base, "rss_held_kb": rss_held, "rss_after_kb": procs.rss_kb(pids),
+        "delta_kb": rss_held - rss_base, "kb_per_tunnel": (rss_held - rss_base) / max(1, held),
+        "fds_base": fds_base, "fds_held": fds_held, "fds_after": procs.fd_count(pids),
+        "fds_per_tunnel": (fds_held - fds_base) / max(1, held),
+        "tunnels_after": tunnels_open(sluice),
+        "idle_cpu_ms_per_s_base": base_cpu_ns / 1e6 / idle_window,
+        "idle_cpu_ms_per_s_held": held_cpu_ns / 1e6 / idle_window,
+        "idle_wakeups_per_s_base": base_cs / idle_window,
+        "idle_wakeups_per_s_held": held_cs / idle_window,
+        "idle_ns_per_tunnel_per_s": max(0, held_cpu_ns - base_cpu_ns) / idle_window / max(1, held),
+        "client": summary,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -273,13 +368,16 @@ def main():
     ap.add_argument("--seconds", type=float, help="seconds per run of a-d (default 10, quick 1)")
     ap.add_argument("--connections", type=int, default=64,
                     help="connections of a-c, d2 and e (d1 uses 256)")
-    ap.add_argument("--scenarios", default="a,b,c,d1,d2,e,f,g,h,m",
-                    help="comma list out of a,b,c,d1,d2,e,f,g,h,m")
+    ap.add_argument("--scenarios", default="a,b,c,d1,d2,e,f,g,h,m,w,t",
+                    help="comma list out of a,b,c,d1,d2,e,f,g,h,m,w,t")
     ap.add_argument("--targets", default="sluice,nginx,haproxy", help="comma list (default all)")
     ap.add_argument("--flood-keys", type=int, help="distinct API keys of f (default 1000000, quick 40000)")
     ap.add_argument("--max-keys", type=int, help="sluice limiter.max_keys (default 100000, quick 10000)")
     ap.add_argument("--idle-conns", type=int,
                     help="idle TLS connections of m (default 10000, quick 1000)")
+    ap.add_argument("--idle-tunnels", type=int,
+                    help="idle WebSocket tunnels of t (default 10000, quick 1000; fewer when "
+                         "RLIMIT_NOFILE cannot hold two descriptors per tunnel)")
     ap.add_argument("--publish", action="store_true",
                     help="also write report.md and cpu_per_request.png into loadtest/results/")
     args = ap.parse_args()
@@ -293,6 +391,7 @@ def main():
     flood_keys = args.flood_keys or (40000 if quick else 1000000)
     max_keys = args.max_keys or (10000 if quick else 100000)
     idle_conns = args.idle_conns or (1000 if quick else 10000)
+    idle_tunnels = args.idle_tunnels or (1000 if quick else 10000)
     wanted_scen = set(args.scenarios.split(","))
     wanted_targets = [t for t in args.targets.split(",") if t]
     for t in wanted_targets:
@@ -352,7 +451,8 @@ def main():
     results = {}    # (scenario key, variant) -> [run]
     acc_source = 0
     pause = 0.3 if quick else 1.0
-    n_runs = sum(len(live) + (1 if s.key == "e" and "haproxy" in live else 0) for s in scen)
+    n_runs = sum(len([n for n in live if not s.only or n in s.only])
+                 + (1 if s.key == "e" and "haproxy" in live else 0) for s in scen)
     log(f"{rounds} round(s) x {n_runs} runs, {seconds:g} s each (accuracy {acc_seconds} s); "
         f"output {out_dir}")
     for rnd in range(rounds):
@@ -361,7 +461,7 @@ def main():
         for sc in scen:
             for name in order:
                 t = live.get(name)
-                if t is None or not t.alive():
+                if t is None or not t.alive() or (sc.only and name not in sc.only):
                     continue
                 for variant, port, path in t.endpoints(sc.endpoint):
                     variants.setdefault(sc.key, [])
@@ -386,7 +486,7 @@ def main():
                                 rate=sc.rate, sources=sources,
                                 requests_per_conn=sc.requests_per_conn, key_space=sc.key_space,
                                 max_requests=int(sc.rate * secs) if sc.rate else None,
-                                tls=sc.tls)
+                                tls=sc.tls, ws_bytes=sc.ws_bytes)
                     except (drivers.DriverError, subprocess.TimeoutExpired) as e:
                         failures.append(f"{sc.label} / {variant}: {e}")
                         log(failures[-1])
@@ -483,6 +583,53 @@ def main():
                 failures.append(f"sluice died during m tls-idle:\n{fresh.log_tail()}")
             procs.stop(fresh.proc)
 
+    ws_idle = None
+    if "t" in wanted_scen and "sluice" in wanted_targets:
+        # A fresh sluice: the baseline is an idle process. Every tunnel holds
+        # two descriptors of sluice (client and upstream side).
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard != resource.RLIM_INFINITY and hard < 2 * idle_tunnels + 200:
+            fit = max(100, (hard - 200) // 2)
+            warnings.append(f"t ws-idle: RLIMIT_NOFILE hard limit {hard} holds {fit} tunnels "
+                            f"(two descriptors each), not {idle_tunnels}")
+            idle_tunnels = fit
+        log(f"t ws-idle: {idle_tunnels} idle WebSocket tunnels (a fresh sluice)")
+        ttmp = os.path.join(tmp, "ws-idle")
+        os.makedirs(ttmp, exist_ok=True)
+        fresh = targets.Sluice(ttmp, build_dir, args.workers, up_port,
+                               {**params, "max_connections": idle_tunnels + 256})
+        try:
+            fresh.start()
+            time.sleep(0.3)
+            ws_idle = run_ws_idle(fresh, client_bin, idle_tunnels,
+                                  setup_cap=20 if quick else 60,
+                                  idle_window=1.0 if quick else 3.0,
+                                  settle=0.3 if quick else 1.0)
+            wi, wc = ws_idle, ws_idle["client"]
+            if (wi["held"] < idle_tunnels or wc.get("errors")
+                    or wi["gauge_tunnels"] != wi["held"]):
+                failures.append(f"t ws-idle: held {wi['held']} of {idle_tunnels}, "
+                                f"sluice_tunnels {wi['gauge_tunnels']}, errors {wc.get('errors')}")
+            if wi["tunnels_after"] != 0:
+                failures.append(f"t ws-idle: sluice_tunnels {wi['tunnels_after']} after the "
+                                f"client closed every tunnel")
+            log(f"  {wi['held']} held (sluice_tunnels {wi['gauge_tunnels']}) after "
+                f"{wi['setup_s']:.1f} s; VmRSS {wi['rss_base_kb'] / 1024:.1f} -> "
+                f"{wi['rss_held_kb'] / 1024:.1f} MiB ({wi['kb_per_tunnel']:.2f} KiB per tunnel) "
+                f"-> {wi['rss_after_kb'] / 1024:.1f} MiB after; fds {wi['fds_base']} -> "
+                f"{wi['fds_held']} -> {wi['fds_after']}; idle CPU "
+                f"{wi['idle_cpu_ms_per_s_base']:.2f} -> {wi['idle_cpu_ms_per_s_held']:.2f} ms/s, "
+                f"wake-ups {wi['idle_wakeups_per_s_base']:.0f} -> "
+                f"{wi['idle_wakeups_per_s_held']:.0f} /s")
+        except (drivers.DriverError, subprocess.TimeoutExpired, OSError, RuntimeError,
+                ValueError) as e:
+            failures.append(f"t ws-idle: {e}")
+            log(failures[-1])
+        if fresh.proc is not None:
+            if not fresh.alive():
+                failures.append(f"sluice died during t ws-idle:\n{fresh.log_tail()}")
+            procs.stop(fresh.proc)
+
     for name, t in live.items():
         if not t.alive():
             failures.append(f"{name} is not running at the end")
@@ -508,11 +655,12 @@ def main():
                        f"{a['min']:.4f}); was the machine busy?")
                 (warnings if quick else failures).append(msg)
     for name in wanted_targets:
-        if scen and name in live and not any(v == name or v.startswith(name + " ")
+        if scen and name in live and any(not s.only or name in s.only for s in scen) and not any(v == name or v.startswith(name + " ")
                                     for vs in variants.values() for v in vs):
             failures.append(f"{name}: no run completed")
 
     tls_rows = report.tls_rows(table_rows)
+    ws_rows = report.ws_rows(table_rows)
     chart_files = report.charts(out_dir, table_rows, list(live) or wanted_targets, acc, flood)
     elapsed = time.time() - started
     mach["load_end"] = os.getloadavg()
@@ -526,7 +674,10 @@ def main():
     if tls_rows:
         print()
         print(report.tls_text(tls_rows))
-    extra = {"tls_rows": tls_rows, "idle": idle}
+    if ws_rows:
+        print()
+        print(report.ws_text(ws_rows))
+    extra = {"tls_rows": tls_rows, "idle": idle, "ws_rows": ws_rows, "ws_idle": ws_idle}
     write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, table_rows, acc,
                  acc_rate, acc_burst, flood, chart_files, failures + [f"warning: {w}" for w in warnings],
                  elapsed, results, extra)
@@ -535,6 +686,7 @@ def main():
                    "runs": [{"scenario": k, "target": v, **r} for (k, v), rs in results.items()
                             for r in rs],
                    "accuracy": acc, "flood": flood, "tls": tls_rows, "tls_idle": idle,
+                   "ws": ws_rows, "ws_idle": ws_idle,
                    "failures": failures}, f, indent=1)
     if args.publish:
         # loadtest/results/ (committed): one chart and the report that shows it.
@@ -596,6 +748,7 @@ def write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, 
                  acc_rate, acc_burst, flood, chart_files, failures, elapsed, results, extra=None):
     extra = extra or {}
     idle = extra.get("idle")
+    ws_idle = extra.get("ws_idle")
     md = ["# sluice load test", ""]
     md.append(f"`{command}` on {datetime.datetime.now().isoformat(timespec='seconds')}, "
               f"{elapsed:.0f} s in all.")
@@ -635,6 +788,14 @@ def write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, 
                   f"sluice-load-client (`--hold`, at most {idle['ramp']} being set up at once), each with "
                   "one request answered, then held idle; VmRSS of a fresh sluice idle (after a "
                   "short warm-up) and with all of them open.")
+    if ws_idle:
+        md.append(f"- **t ws-idle** (sluice only): {ws_idle['tunnels']} WebSocket tunnels from "
+                  f"sluice-load-client (`--ws 128 --hold`, at most {ws_idle['ramp']} being set up "
+                  "at once), each upgraded through sluice to the demo upstream's echo and one "
+                  "message echoed, then held idle; of a fresh sluice: VmRSS and open descriptors "
+                  "(/proc/PID/fd) idle after a short warm-up, with all of them open and after "
+                  f"they closed; CPU time (schedstat) and context switches over "
+                  f"{ws_idle['idle_window_s']:g} s idle, without and with the tunnels.")
     if flood:
         md.append(f"- **f key-flood** (sluice only): {flood['keys_sent']} distinct API keys, "
                   f"one request each, against a per-key limit with `limiter.max_keys: "
@@ -688,6 +849,44 @@ def write_report(out_dir, command, mach, versions, args, rounds, seconds, scen, 
                   "what the proxy itself could do on one core.")
         md.append("")
         md.append(report.tls_markdown(extra["tls_rows"]))
+        md.append("")
+    if extra.get("ws_rows"):
+        md.append("## WebSocket echo (w)")
+        md.append("")
+        md.append("Every connection upgrades once through the proxy (sluice: a route with the "
+                  "default `upgrades: [websocket]`; nginx: `proxy_http_version 1.1`, "
+                  "`proxy_set_header Upgrade $http_upgrade`, `proxy_set_header Connection "
+                  "\"upgrade\"`) to the demo upstream's C++ echo, then sends masked 128-byte "
+                  "binary messages, one in flight, each waiting for its echo. CPU us/message: "
+                  "the proxy's utime+stime over the run divided by echoed messages (the "
+                  "handshakes included). Goal: sluice's CPU per message at most 0.90x nginx's.")
+        md.append("")
+        md.append(report.ws_markdown(extra["ws_rows"]))
+        md.append("")
+    if ws_idle:
+        wi, wc = ws_idle, ws_idle["client"]
+        md.append("## Idle WebSocket tunnels (t)")
+        md.append("")
+        md.append(f"{wi['held']} of {wi['tunnels']} tunnels held idle (`sluice_tunnels` "
+                  f"{wi['gauge_tunnels']}, `sluice_client_connections` "
+                  f"{wi['gauge_connections']}), set up in {wi['setup_s']:.1f} s "
+                  f"({wi['cpu_us_per_tunnel']:.0f} CPU us of sluice per tunnel: the upgrade "
+                  f"request, the upstream connect, the 101 and one echoed message), handshakes "
+                  f"{report.status_text(wc.get('status', {}))}, client errors "
+                  f"{wc.get('errors') or 'none'}; `sluice_tunnels` {wi['tunnels_after']} after "
+                  "the client closed them.")
+        md.append("")
+        md.append("| | idle | with the tunnels | after they closed | per tunnel |")
+        md.append("|---|---:|---:|---:|---:|")
+        md.append(f"| VmRSS MiB | {wi['rss_base_kb'] / 1024:.1f} | {wi['rss_held_kb'] / 1024:.1f} "
+                  f"| {wi['rss_after_kb'] / 1024:.1f} | {wi['kb_per_tunnel']:.2f} KiB |")
+        md.append(f"| open descriptors | {wi['fds_base']} | {wi['fds_held']} | {wi['fds_after']} "
+                  f"| {wi['fds_per_tunnel']:.2f} |")
+        md.append(f"| CPU ms per second idle | {wi['idle_cpu_ms_per_s_base']:.3f} "
+                  f"| {wi['idle_cpu_ms_per_s_held']:.3f} | - "
+                  f"| {wi['idle_ns_per_tunnel_per_s']:.1f} ns/s |")
+        md.append(f"| context switches per second idle | {wi['idle_wakeups_per_s_base']:.0f} "
+                  f"| {wi['idle_wakeups_per_s_held']:.0f} | - | - |")
         md.append("")
     if idle:
         ic = idle["client"]

@@ -27,6 +27,16 @@
 // S seconds (or SIGTERM) before it closes them and prints the summary. With
 // --ramp K at most K connections are being set up at once.
 //
+// --ws BYTES: WebSocket mode. Every connection first upgrades (GET with
+// Upgrade: websocket and a fresh Sec-WebSocket-Key; the 101 must carry the
+// matching Sec-WebSocket-Accept), then sends masked binary messages of BYTES
+// payload, one at a time, each answered by its echo (checked byte for byte).
+// "requests" then counts echoed messages (rps = messages/s, latency = send to
+// echo), "status" counts the handshakes' answers (101), "upgrade_ms" their
+// latency from the TCP connect. --hold, --ramp, --rate, --sources and https://
+// (WebSocket over TLS) work as they do for requests: with --hold every
+// connection upgrades and gets one message echoed, then stays idle.
+//
 // Only loopback traffic: the target and every source address must lie in
 // 127.0.0.0/8.
 
@@ -35,6 +45,7 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -64,6 +75,45 @@ namespace {
 constexpr size_t kReadBufferSize = 64 * 1024;
 constexpr std::uint64_t kNsPerSec = 1000000000ULL;
 constexpr std::uint64_t kRetryDelayUs = 20000;  // after a failed connect
+constexpr size_t kMaxUpgradeHead = 16 * 1024;
+constexpr size_t kMaxWsMessage = 1 << 20;
+constexpr std::string_view kWsGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+std::string base64(const unsigned char* data, size_t len) {
+  std::string out(4 * ((len + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data,
+                                static_cast<int>(len));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+// Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)), RFC 6455 §4.2.2.
+std::string webSocketAccept(std::string_view key) {
+  std::string in(key);
+  in += kWsGuid;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (EVP_Digest(in.data(), in.size(), md, &md_len, EVP_sha1(), nullptr) != 1) return {};
+  return base64(md, md_len);
+}
+
+std::uint64_t splitmix(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) !=
+        std::tolower(static_cast<unsigned char>(prefix[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
 
 std::uint64_t nowNs() {
   timespec ts{};
@@ -204,6 +254,7 @@ struct Options {
   std::string sni;     // the URL's host when it is a name
   double hold_s = 0;   // > 0: one request per connection, then hold them idle
   int ramp = 0;        // > 0: at most this many connections being set up at once
+  size_t ws_bytes = 0;  // > 0: WebSocket mode, messages of this many payload bytes
 };
 
 class Client;
@@ -219,7 +270,8 @@ class Conn {
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
-  enum class State { kDown, kConnecting, kHandshaking, kIdle, kBusy };
+  // kUpgrading: the WebSocket handshake request is out, the 101 awaited.
+  enum class State { kDown, kConnecting, kHandshaking, kUpgrading, kIdle, kBusy };
   State state() const { return state_; }
   size_t id() const { return id_; }
   std::uint64_t sentAt() const { return sent_ns_; }
@@ -230,6 +282,8 @@ class Conn {
 
   void connectTo(const sockaddr_in* source);
   void send(std::string request, std::uint64_t due_ns);
+  void upgrade(std::string request, std::string accept);
+  bool wsOpen() const { return ws_open_; }
   void closeSocket();
 
  private:
@@ -244,6 +298,8 @@ class Conn {
   void handshake();
   ssize_t readSome(bool& more);
   void connected();
+  void onUpgradeBytes(const char* data, size_t len);
+  void onWsBytes(const char* data, size_t len, bool more);
 
   Client& client_;
   size_t id_;
@@ -265,6 +321,9 @@ class Conn {
   int status_ = 0;
   bool complete_ = false;
   bool keep_alive_ = true;
+  bool ws_open_ = false;     // upgraded: frames from now on
+  std::string ws_in_;        // the 101 head, or a frame, not complete yet
+  std::string ws_accept_;    // the Sec-WebSocket-Accept the 101 must carry
 };
 
 class Client {
@@ -287,7 +346,10 @@ class Client {
   event_base* base() const { return base_; }
   SSL_CTX* sslContext() const { return ssl_ctx_; }
   const std::string& sni() const { return opts_.sni; }
-  void onConnected(Conn& c) { becameIdle(c); }
+  void onConnected(Conn& c);
+  void onUpgraded(Conn& c, int status, bool ok);
+  std::string_view wsPayload() const { return ws_payload_; }
+  size_t wsBytes() const { return opts_.ws_bytes; }
   void onHandshake(SSL* ssl, std::uint64_t ns);
   void onHandshakeFailed() { ++errors_["handshake"]; }
   void onResponse(Conn& c, int status, std::uint64_t due_ns, bool reuse);
@@ -330,6 +392,11 @@ class Client {
   std::uint64_t resumed_ = 0;
   std::map<std::string, std::uint64_t> tls_kinds_;  // "TLSv1.3 TLS_AES_256_GCM_SHA384" -> n
   Histogram handshake_latency_;
+  std::uint64_t upgrades_ = 0;
+  Histogram upgrade_latency_;
+  std::string ws_frame_;    // the masked frame every message sends
+  std::string ws_payload_;  // its payload, as the echo must bring it back
+  std::uint64_t ws_key_state_ = 0;
   event* pace_ev_ = nullptr;
   event* tick_ev_ = nullptr;
   std::vector<std::unique_ptr<Conn>> conns_;
@@ -370,6 +437,8 @@ void Conn::connectTo(const sockaddr_in* source) {
   served_ = 0;
   out_.clear();
   out_off_ = 0;
+  ws_open_ = false;
+  ws_in_.clear();
   fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
     fail("socket");
@@ -481,6 +550,120 @@ void Conn::send(std::string request, std::uint64_t due_ns) {
   flush();
 }
 
+void Conn::upgrade(std::string request, std::string accept) {
+  out_ = std::move(request);
+  out_off_ = 0;
+  ws_accept_ = std::move(accept);
+  ws_in_.clear();
+  sent_ns_ = nowNs();
+  state_ = State::kUpgrading;
+  flush();
+}
+
+// Bytes while the 101 is awaited: the head, checked once complete.
+void Conn::onUpgradeBytes(const char* data, size_t len) {
+  ws_in_.append(data, len);
+  const size_t end = ws_in_.find("\r\n\r\n");
+  if (end == std::string::npos) {
+    if (ws_in_.size() > kMaxUpgradeHead) fail("upgrade_parse");
+    return;
+  }
+  std::string_view head(ws_in_.data(), end + 2);
+  int status = 0;
+  if (head.size() < 12 || head.substr(0, 5) != "HTTP/" ||
+      std::from_chars(head.data() + 9, head.data() + 12, status).ec != std::errc()) {
+    fail("upgrade_parse");
+    return;
+  }
+  bool accepted = false;
+  for (size_t at = head.find("\r\n"); at != std::string_view::npos && at + 2 < head.size();) {
+    const size_t next = head.find("\r\n", at + 2);
+    std::string_view line = head.substr(at + 2, next - at - 2);
+    at = next;
+    if (!startsWithIgnoreCase(line, "sec-websocket-accept:")) continue;
+    std::string_view v = line.substr(21);
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    accepted = v == ws_accept_;
+  }
+  if (status != 101 || !accepted) {
+    closeSocket();
+    client_.onUpgraded(*this, status, false);
+    return;
+  }
+  ws_in_.erase(0, end + 4);  // frames sent right behind the 101
+  ws_open_ = true;
+  state_ = State::kIdle;
+  client_.onUpgraded(*this, status, true);
+}
+
+// Frames from the server (never masked). One message is in flight: its echo
+// completes it, anything after it is unsolicited. Ping and pong are ignored,
+// close ends the connection.
+void Conn::onWsBytes(const char* data, size_t len, bool more) {
+  const char* p = data;
+  size_t n = len;
+  if (!ws_in_.empty()) {
+    ws_in_.append(data, len);
+    p = ws_in_.data();
+    n = ws_in_.size();
+  }
+  size_t at = 0;
+  while (n - at >= 2) {
+    const auto* b = reinterpret_cast<const unsigned char*>(p + at);
+    const size_t avail = n - at;
+    std::uint64_t plen = b[1] & 0x7f;
+    size_t head = 2;
+    if (plen == 126) {
+      if (avail < 4) break;
+      plen = (std::uint64_t{b[2]} << 8) | b[3];
+      head = 4;
+    } else if (plen == 127) {
+      if (avail < 10) break;
+      plen = 0;
+      for (int i = 0; i < 8; ++i) plen = (plen << 8) | b[2 + i];
+      head = 10;
+    }
+    if ((b[1] & 0x80) != 0 || plen > kMaxWsMessage) {
+      fail("ws_frame");
+      return;
+    }
+    if (avail < head + plen) break;
+    const unsigned opcode = b[0] & 0x0f;
+    const std::string_view payload(p + at + head, static_cast<size_t>(plen));
+    at += head + static_cast<size_t>(plen);
+    if (opcode == 8) {
+      if (state_ == State::kBusy) {
+        fail("ws_closed");
+        return;
+      }
+      closeSocket();
+      client_.onPeerClosed(*this);
+      return;
+    }
+    if (opcode == 9 || opcode == 10) continue;
+    if (state_ != State::kBusy || at != n) {
+      fail("unsolicited");
+      return;
+    }
+    if (b[0] != 0x82 || payload != client_.wsPayload()) {
+      fail("ws_echo");
+      return;
+    }
+    ws_in_.clear();
+    state_ = State::kIdle;
+    ++served_;
+    client_.onResponse(*this, 0, due_ns_, true);
+    return;
+  }
+  if (p == ws_in_.data()) {
+    ws_in_.erase(0, at);
+  } else {
+    ws_in_.assign(p + at, n - at);
+  }
+  if (more && fd_ >= 0) event_active(read_ev_, EV_READ, 0);
+}
+
 void Conn::flush() {
   while (ssl_ != nullptr && out_off_ < out_.size()) {
     ERR_clear_error();
@@ -590,6 +773,23 @@ void Conn::onReadable() {
     fail(state_ == State::kBusy ? "reset" : "reset_idle");
     return;
   }
+  if (n > 0 && state_ == State::kUpgrading) {
+    onUpgradeBytes(g_read_buf, static_cast<size_t>(n));
+    if (more && fd_ >= 0) event_active(read_ev_, EV_READ, 0);
+    return;
+  }
+  if (n > 0 && ws_open_) {
+    onWsBytes(g_read_buf, static_cast<size_t>(n), more);
+    return;
+  }
+  if (n == 0 && state_ == State::kUpgrading) {
+    fail("upgrade_closed");
+    return;
+  }
+  if (n == 0 && ws_open_ && state_ == State::kBusy) {
+    fail("closed");
+    return;
+  }
   if (n == 0) {
     if (state_ == State::kBusy) {
       // A close-delimited body ends here.
@@ -685,6 +885,33 @@ int Client::run() {
     static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
     SSL_CTX_set_alpn_protos(ssl_ctx_, kAlpn, sizeof kAlpn);
   }
+  if (opts_.ws_bytes > 0) {
+    // One binary frame, FIN, masked with one key: built once, sent as is.
+    ws_key_state_ = nowNs() ^ (static_cast<std::uint64_t>(getpid()) << 32);
+    ws_payload_.resize(opts_.ws_bytes);
+    for (size_t i = 0; i < ws_payload_.size(); ++i) {
+      ws_payload_[i] = static_cast<char>('a' + i % 26);
+    }
+    const size_t n = opts_.ws_bytes;
+    ws_frame_ += static_cast<char>(0x82);
+    if (n < 126) {
+      ws_frame_ += static_cast<char>(0x80 | n);
+    } else if (n < 65536) {
+      ws_frame_ += static_cast<char>(0x80 | 126);
+      ws_frame_ += static_cast<char>(n >> 8);
+      ws_frame_ += static_cast<char>(n & 0xff);
+    } else {
+      ws_frame_ += static_cast<char>(0x80 | 127);
+      for (int i = 7; i >= 0; --i) ws_frame_ += static_cast<char>((n >> (8 * i)) & 0xff);
+    }
+    std::uint64_t m = splitmix(ws_key_state_);
+    unsigned char mask[4];
+    std::memcpy(mask, &m, 4);
+    ws_frame_.append(reinterpret_cast<const char*>(mask), 4);
+    for (size_t i = 0; i < n; ++i) {
+      ws_frame_ += static_cast<char>(ws_payload_[i] ^ static_cast<char>(mask[i & 3]));
+    }
+  }
   if (opts_.hold_s > 0) {
     opts_.requests_per_conn = 0;
     opts_.max_requests = std::min<std::uint64_t>(opts_.max_requests,
@@ -742,7 +969,51 @@ bool Client::takeToken(std::uint64_t now, std::uint64_t& seq, std::uint64_t& due
   return true;
 }
 
+void Client::onConnected(Conn& c) {
+  if (opts_.ws_bytes == 0 || c.wsOpen()) {
+    becameIdle(c);
+    return;
+  }
+  // A fresh 16-byte key per handshake, and the answer it must get.
+  unsigned char raw[16];
+  for (int i = 0; i < 2; ++i) {
+    std::uint64_t r = splitmix(ws_key_state_);
+    std::memcpy(raw + 8 * i, &r, 8);
+  }
+  const std::string key = base64(raw, sizeof raw);
+  std::string req = request_prefix_;
+  req += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+         "Sec-WebSocket-Key: ";
+  req += key;
+  req += "\r\n";
+  req += static_headers_;
+  for (const HeaderTemplate& h : opts_.headers) h.append(req, connects_);
+  req += "\r\n";
+  c.upgrade(std::move(req), webSocketAccept(key));
+}
+
+void Client::onUpgraded(Conn& c, int status, bool ok) {
+  ++statuses_[status];
+  if (!ok) {
+    ++errors_[status == 101 ? "upgrade_accept" : "upgrade_refused"];
+    reconnectLater(c, kRetryDelayUs);
+    checkDone();
+    return;
+  }
+  ++upgrades_;
+  upgrade_latency_.record(nowNs() - c.connectedAt());
+  becameIdle(c);
+}
+
 void Client::dispatch(Conn& c, std::uint64_t seq, std::uint64_t due) {
+  if (opts_.ws_bytes > 0) {
+    ++in_flight_;
+    std::uint64_t now = nowNs();
+    if (first_send_ns_ == 0) first_send_ns_ = now;
+    last_send_ns_ = now;
+    c.send(ws_frame_, due);
+    return;
+  }
   std::string req = request_prefix_;
   req += static_headers_;
   std::uint64_t n = opts_.key_space > 0 ? seq % opts_.key_space : seq;
@@ -793,7 +1064,7 @@ void Client::onResponse(Conn& c, int status, std::uint64_t due_ns, bool reuse) {
   --in_flight_;
   ++completed_;
   last_done_ns_ = now;
-  ++statuses_[status];
+  if (status != 0) ++statuses_[status];  // 0: an echoed WebSocket message
   latency_.record(now > due_ns ? now - due_ns : 0);
   if (!c.everAnswered()) {
     c.setEverAnswered();
@@ -888,7 +1159,8 @@ void Client::onTick(evutil_socket_t, short, void* arg) noexcept {
       c->closeSocket();
       self->reconnectLater(*c, 0);
     } else if ((c->state() == Conn::State::kConnecting ||
-                c->state() == Conn::State::kHandshaking) &&
+                c->state() == Conn::State::kHandshaking ||
+                c->state() == Conn::State::kUpgrading) &&
                now - c->connectedAt() > timeout) {
       ++self->errors_["connect_timeout"];
       c->closeSocket();
@@ -979,6 +1251,12 @@ void Client::printSummary() const {
     }
     std::printf("}");
   }
+  if (opts_.ws_bytes > 0) {
+    auto up = [this](double p) { return static_cast<double>(upgrade_latency_.percentile(p)) / 1e6; };
+    std::printf(",\"ws_message_bytes\":%zu,\"upgrades\":%llu,\"upgrade_ms\":{\"p50\":%.4f,"
+                "\"p99\":%.4f}",
+                opts_.ws_bytes, static_cast<unsigned long long>(upgrades_), up(50), up(99));
+  }
   if (opts_.hold_s > 0) {
     std::printf(",\"held\":%zu,\"held_open_at_end\":%zu", held_, held_open_end_);
   }
@@ -1007,6 +1285,9 @@ void usage(FILE* out) {
       "  --hold S              one request per connection, then hold them all idle for S\n"
       "                        seconds (\"HOLDING n\" on stderr once they are)\n"
       "  --ramp K              at most K connections being set up at once\n"
+      "  --ws BYTES            WebSocket: upgrade every connection, then send masked binary\n"
+      "                        messages of BYTES payload and wait for each echo; requests and\n"
+      "                        rps count messages, status the handshakes' answers\n"
       "Prints a JSON summary: requests, rps, latency_ms percentiles, status counts, errors.\n",
       out);
 }
@@ -1129,6 +1410,10 @@ int run(int argc, char** argv) {
       auto n = parseNumber<int>(v);
       ok = n && *n >= 1;
       if (ok) o.ramp = *n;
+    } else if (arg == "--ws") {
+      auto n = parseNumber<size_t>(v);
+      ok = n && *n >= 1 && *n <= kMaxWsMessage;
+      if (ok) o.ws_bytes = *n;
     } else if (arg == "--grace") {
       auto n = parseNumber<double>(v);
       ok = n && *n >= 0;

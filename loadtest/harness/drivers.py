@@ -7,6 +7,8 @@ percentiles) and sluice-load-client. Both return the same result shape:
 
 Over TLS the load client adds "handshakes", "resumed" (always 0 unless a
 server resumed a session nobody offered) and "tls" ({"version cipher": n}).
+In WebSocket mode (ws_bytes) "requests" counts echoed messages and "status"
+the handshakes' answers; it adds "upgrades" and "upgrade_ms".
 """
 import json
 import os
@@ -55,7 +57,7 @@ def run_wrk(port, path, seconds, connections, headers=(), threads=1, tls=False):
 
 def run_client(binary, port, path, seconds, connections, headers=(), rate=0.0,
                max_requests=None, sources=None, requests_per_conn=0, key_space=0,
-               grace=5.0, tls=False):
+               grace=5.0, tls=False, ws_bytes=0):
     cmd = [binary, "--url", f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}",
            "--connections", str(connections), "--duration", str(seconds),
            "--grace", str(grace)]
@@ -70,6 +72,8 @@ def run_client(binary, port, path, seconds, connections, headers=(), rate=0.0,
         cmd += ["--requests-per-conn", str(requests_per_conn)]
     if key_space:
         cmd += ["--key-space", str(key_space)]
+    if ws_bytes:
+        cmd += ["--ws", str(ws_bytes)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + grace + 60)
     if out.returncode != 0 or not out.stdout.strip():
         raise DriverError(f"load client failed ({out.returncode}): {out.stderr.strip()[-400:]}")

@@ -114,6 +114,55 @@ def status_kb(pid, field):
     return 0
 
 
+def cpu_ns(pids):
+    """CPU time of every thread of every process in nanoseconds (schedstat:
+    exact, where utime+stime counts clock ticks)."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
+def context_switches(pids):
+    """Voluntary + involuntary context switches of every thread: wake-ups."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches:",
+                                            "nonvoluntary_ctxt_switches:")):
+                            total += int(line.split()[1])
+            except (OSError, ValueError):
+                pass
+    return total
+
+
+def fd_count(pids):
+    """Open file descriptors (entries of /proc/PID/fd)."""
+    n = 0
+    for pid in pids:
+        try:
+            n += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            pass
+    return n
+
+
 def rss_kb(pids):
     return sum(status_kb(pid, "VmRSS") for pid in pids)
 

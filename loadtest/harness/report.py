@@ -162,6 +162,53 @@ def tls_markdown(rows_):
     return "\n".join(out)
 
 
+def ws_rows(table_rows):
+    """w (WebSocket echo) per target: messages/s, latency, CPU per message and
+    sluice's CPU per message relative to nginx's (goal: at most 0.90)."""
+    by = {r["target"]: r for r in table_rows if r["key"] == "w"}
+    nginx = by.get("nginx")
+    out = []
+    for target, r in by.items():
+        out.append({
+            "target": target, "mps": r["rps"], "p50": r["latency_ms"]["p50"],
+            "p99": r["latency_ms"]["p99"], "cpu": r["cpu_us"],
+            "mps_vs_nginx": r["rps"] / nginx["rps"] if nginx and nginx["rps"] else None,
+            "cpu_vs_nginx": r["cpu_us"] / nginx["cpu_us"] if nginx and nginx["cpu_us"] else None,
+            "upgrades": r["status"].get("101", 0),
+        })
+    return out
+
+
+WS_HEAD = ("target", "messages/s", "vs nginx", "p50 ms", "p99 ms", "CPU us/message",
+           "CPU vs nginx (goal <= 0.90)", "handshakes (101)")
+
+
+def ws_cells(r):
+    return (r["target"], _f(r["mps"], ".0f"), _f(r["mps_vs_nginx"], ".2f"), _f(r["p50"], ".3f"),
+            _f(r["p99"], ".3f"), _f(r["cpu"], ".2f"), _f(r["cpu_vs_nginx"], ".2f"),
+            str(r["upgrades"]))
+
+
+def ws_text(rows_):
+    cells = [WS_HEAD] + [ws_cells(r) for r in rows_]
+    widths = [max(len(str(c[i])) for c in cells) for i in range(len(WS_HEAD))]
+    lines = []
+    for i, c in enumerate(cells):
+        lines.append("  ".join(str(x).rjust(w) if j else str(x).ljust(w)
+                               for j, (x, w) in enumerate(zip(c, widths))).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def ws_markdown(rows_):
+    out = ["| " + " | ".join(WS_HEAD) + " |",
+           "|" + "|".join("---:" if i else "---" for i in range(len(WS_HEAD))) + "|"]
+    for r in rows_:
+        out.append("| " + " | ".join(str(c) for c in ws_cells(r)) + " |")
+    return "\n".join(out)
+
+
 def accuracy_rows(acc_runs, rate, burst):
     """acc_runs: {variant: [run]} -> rows with admitted / (burst + rate * T)."""
     out = []

@@ -1,8 +1,9 @@
 """Scenario definitions (what traffic, which endpoint, what answers are fine).
 
-Scenarios a-e, g and h run against every target in interleaved rounds; f (key
-flood) and m (idle TLS connections) run once against a fresh sluice alone (see
-run.py).
+Scenarios a-e, g and h run against every target in interleaved rounds, w
+(WebSocket echo) against sluice and nginx only; f (key flood), m (idle TLS
+connections) and t (idle WebSocket tunnels) run once against a fresh sluice
+alone (see run.py).
 """
 from dataclasses import dataclass
 
@@ -23,11 +24,16 @@ class Scenario:
     min_429: float = 0.0     # share of 429 required (overload)
     fixed_seconds: float = 0  # duration regardless of --seconds (accuracy)
     tls: bool = False        # https:// to the target's tls endpoint
+    ws_bytes: int = 0        # client: WebSocket echo, messages of this many bytes
+    only: tuple = ()         # targets it runs against (empty: every target)
     note: str = ""
 
     @property
     def label(self):
         return f"{self.key} {self.name}"
+
+
+WS_MESSAGE_BYTES = 128
 
 
 def build(quick, acc_rate, acc_burst, acc_seconds):
@@ -67,4 +73,11 @@ def build(quick, acc_rate, acc_burst, acc_seconds):
                  note="one request per connection, every connection a full handshake "
                       "(no session offered for resumption); req/s = handshakes/s, latency "
                       "from the TCP connect"),
+        Scenario("w", "ws-echo", "ws", "client", frozenset({101}), ws_bytes=WS_MESSAGE_BYTES,
+                 only=("sluice", "nginx"),
+                 note=f"WebSocket echo: every connection upgrades once (101 from the demo "
+                      f"upstream's echo), then sends masked {WS_MESSAGE_BYTES}-byte binary "
+                      f"messages, one at a time, each waiting for its echo; req/s = "
+                      f"messages/s, CPU us/req = CPU per echoed message, statuses = the "
+                      f"handshakes' answers; sluice and nginx only"),
     ]

@@ -27,8 +27,12 @@ from . import procs
 #   flood    per-API-key limit; limiter.max_keys bounds its buckets (sluice only)
 #   tls      like `plain`, over TLS (only when params["tls_cert"] is set: the
 #            ECDSA P-256 certificate run.py makes; X-Forwarded-Proto https)
-ENDPOINTS = ("plain", "limited", "reject", "many", "accuracy", "flood")
+#   ws       WebSocket: the Upgrade forwarded, the 101 relayed, then a tunnel
+#            (sluice: a route with the default upgrades [websocket]; nginx:
+#            proxy_set_header Upgrade/Connection). Not HAProxy.
+ENDPOINTS = ("plain", "limited", "reject", "many", "accuracy", "flood", "ws")
 TLS_ENDPOINTS = ("tls",)
+WS_PATH = "/ws/echo?ws=1"  # the demo upstream echoes WebSocket frames on ?ws=1
 
 
 def endpoint_kinds(params):
@@ -66,6 +70,8 @@ class Target:
 
     def endpoints(self, kind):
         """[(variant label, port, path)]: usually one; accuracy may have more."""
+        if kind == "ws":
+            return [(self.name, self.ports[kind], WS_PATH)]
         return [(self.name, self.ports[kind], f"/{kind}/x")]
 
     def log_tail(self, n=20):
@@ -120,6 +126,7 @@ routes:
   - {{ path_prefix: /accuracy/, upstream: demo, limits: [accuracy] }}
   - {{ path_prefix: /flood/, upstream: demo, limits: [flood_key] }}
   - {{ path_prefix: /tls/, upstream: demo }}
+  - {{ path_prefix: /ws/, upstream: demo }}   # upgrades: [websocket] by default
 {tls}"""
 
 SLUICE_TLS = """\
@@ -256,8 +263,31 @@ http {{
 {proxy}
     }}
   }}
+  server {{
+    listen 127.0.0.1:{p_ws} reuseport backlog=4096;
+    location / {{
+{ws_proxy}
+    }}
+  }}
 {tls}}}
 """
+
+# WebSocket: the usual nginx recipe (Upgrade and Connection set explicitly,
+# nginx drops both as hop-by-hop otherwise), plus the headers of NGINX_PROXY
+# and a tunnel idle timeout like sluice's default.
+NGINX_WS_PROXY = """\
+      proxy_pass http://demo;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto http;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Request-Id $request_id;
+      add_header X-Request-Id $request_id always;
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;"""
 
 # The TLS server of the tls endpoint: the usual production settings
 # (a shared session cache, TLS 1.2 and 1.3), the certificate run.py made.
@@ -296,7 +326,7 @@ class Nginx(Target):
         with open(cfg, "w") as f:
             f.write(NGINX_CONF.format(
                 tmp=self.tmp, workers=self.workers, up=self.up, huge=HUGE,
-                proxy=NGINX_PROXY.format(proto="http"), tls=tls,
+                proxy=NGINX_PROXY.format(proto="http"), ws_proxy=NGINX_WS_PROXY, tls=tls,
                 nofile=min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 1 << 20),
                 maxconn=max_conns(),
                 acc_rate=self.params["acc_rate"], acc_burst=self.params["acc_burst"],
@@ -425,7 +455,8 @@ class HAProxy(Target):
         return super().endpoints(kind)
 
     def start(self):
-        kinds = [k for k in endpoint_kinds(self.params) if k != "flood"] + ["accuracy_gpc"]
+        kinds = ([k for k in endpoint_kinds(self.params) if k not in ("flood", "ws")]
+                 + ["accuracy_gpc"])
         self.ports = {k: procs.free_port() for k in kinds}
         cfg = os.path.join(self.tmp, "haproxy.cfg")
         tls = ""

@@ -8,6 +8,15 @@
 // (byte i of a generated body is kPattern[i % 64]), so nothing is buffered whole.
 //
 // Behaviour by path and query is documented in usage() below.
+//
+// WebSocket echo (/__ws, or any path with ?ws=1): a GET with Upgrade:
+// websocket and a Sec-WebSocket-Key is answered 101 with its
+// Sec-WebSocket-Accept (RFC 6455 §4.2.2); from then on the connection reads
+// frames instead of requests. Client frames are unmasked and sent back
+// unmasked with the same opcode and FIN bit (continuation frames too, so a
+// fragmented message comes back fragmented), ping gets pong, close gets
+// close and then FIN. Every echo of one read goes out in one owned piece, so
+// a message costs one write.
 
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -15,6 +24,7 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -53,6 +63,8 @@ constexpr size_t kMaxUrl = 16 * 1024;
 constexpr size_t kMaxEchoHead = 64 * 1024;
 constexpr int kMaxIov = 64;
 constexpr int kMaxAcceptsPerCallback = 64;
+constexpr std::uint64_t kMaxWsFrame = 16 << 20;  // a bigger frame closes the connection
+constexpr std::string_view kWsGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 constexpr std::string_view kDefaultBody = "hello from upstream\n";
 constexpr std::string_view kDefaultResponse =
@@ -133,6 +145,8 @@ std::string_view reasonPhrase(int status) {
       return "Request Timeout";
     case 413:
       return "Content Too Large";
+    case 426:
+      return "Upgrade Required";
     case 429:
       return "Too Many Requests";
     case 500:
@@ -146,6 +160,18 @@ std::string_view reasonPhrase(int status) {
     default:
       return "Status";
   }
+}
+
+// Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)).
+std::string webSocketAccept(std::string_view key) {
+  std::string in(key);
+  in += kWsGuid;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (EVP_Digest(in.data(), in.size(), md, &md_len, EVP_sha1(), nullptr) != 1) return {};
+  unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+  const int n = EVP_EncodeBlock(b64, md, static_cast<int>(md_len));
+  return std::string(reinterpret_cast<const char*>(b64), static_cast<size_t>(n));
 }
 
 std::string hex(std::uint64_t n) {
@@ -178,6 +204,7 @@ struct Query {
   std::uint64_t delay_ms = 0;
   int status = 200;
   bool echo = false;  // any path answers like /__echo
+  bool ws = false;    // any path acts as /__ws
 };
 
 Query parseQuery(std::string_view query) {
@@ -198,6 +225,8 @@ Query parseQuery(std::string_view query) {
       q.delay_ms = parseNumber<std::uint64_t>(value).value_or(0);
     } else if (key == "echo") {
       q.echo = value == "1" || value == "true";
+    } else if (key == "ws") {
+      q.ws = value == "1" || value == "true";
     } else if (key == "status") {
       int s = parseNumber<int>(value).value_or(200);
       q.status = s >= 100 && s <= 999 ? s : 200;
@@ -215,7 +244,8 @@ enum class Path {
   kClose,
   kResetConn,
   kMalformed,
-  kClConflict
+  kClConflict,
+  kWs
 };
 
 Path classify(std::string_view path) {
@@ -228,6 +258,7 @@ Path classify(std::string_view path) {
   if (path == "/__reset_conn") return Path::kResetConn;
   if (path == "/__malformed") return Path::kMalformed;
   if (path == "/__cl_conflict") return Path::kClConflict;
+  if (path == "/__ws") return Path::kWs;
   return Path::kGeneric;
 }
 
@@ -315,6 +346,9 @@ class Connection {
   void armWrite();
   void disarmWrite();
   void updateReading();
+  bool acceptWebSocket(Response& r);
+  void wsFeed(const char* data, size_t len);
+  size_t wsFrames(const char* data, size_t len, std::string& out);
 
   Worker& worker_;
   int fd_;
@@ -338,12 +372,17 @@ class Connection {
   bool counted_ = false;
   bool has_body_ = false;
   std::uint64_t body_bytes_ = 0;
-  char field_[8] = {};
+  char field_[24] = {};
   size_t field_len_ = 0;  // > sizeof field_ when longer than any name we look for
-  bool in_expect_ = false;
-  char value_[16] = {};
+  enum class Field { kOther, kExpect, kWsKey, kUpgrade };
+  Field in_field_ = Field::kOther;
+  char value_[64] = {};
   size_t value_len_ = 0;
   bool expect_continue_ = false;
+  std::string ws_key_;        // Sec-WebSocket-Key of the request
+  bool ws_upgrade_ = false;   // Upgrade: websocket
+  bool ws_ = false;           // switched: the connection carries frames now
+  std::string ws_in_;         // the start of a frame not complete yet
 
   std::deque<Response> responses_;
   std::deque<Piece> pieces_;
@@ -442,7 +481,12 @@ void Connection::onReadable() {
     ssize_t n = read(fd_, buf, kReadBufferSize);
     if (n > 0) {
       // Past the last request, input is read only to notice the peer leaving.
-      if (!closing_input_) feed(buf, static_cast<size_t>(n));
+      if (closing_input_) {
+      } else if (ws_) {
+        wsFeed(buf, static_cast<size_t>(n));
+      } else {
+        feed(buf, static_cast<size_t>(n));
+      }
       if (dead_) return;
       if (static_cast<size_t>(n) < kReadBufferSize) break;
     } else if (n == 0) {
@@ -485,7 +529,15 @@ void Connection::feed(const char* data, size_t len) {
       p = pos;
       continue;
     }
-    if (err == HPE_PAUSED_UPGRADE) return;  // never accepted: answered with Connection: close
+    if (err == HPE_PAUSED_UPGRADE) {
+      // Accepted (/__ws): what follows the head is the first frames.
+      // Otherwise never accepted: answered with Connection: close.
+      if (ws_) {
+        const char* pos = llhttp_get_error_pos(&parser_);
+        wsFeed(pos, static_cast<size_t>(end - pos));
+      }
+      return;
+    }
     queueError();
     return;
   }
@@ -505,9 +557,11 @@ int Connection::onMessageBegin(llhttp_t* p) {
   c.has_body_ = false;
   c.body_bytes_ = 0;
   c.field_len_ = 0;
-  c.in_expect_ = false;
+  c.in_field_ = Field::kOther;
   c.value_len_ = 0;
   c.expect_continue_ = false;
+  c.ws_key_.clear();
+  c.ws_upgrade_ = false;
   return 0;
 }
 
@@ -535,15 +589,24 @@ int Connection::onHeaderField(llhttp_t* p, const char* at, size_t len) {
 
 int Connection::onHeaderFieldComplete(llhttp_t* p) {
   Connection& c = of(p);
-  c.in_expect_ = c.field_len_ <= sizeof c.field_ &&
-                 equalsIgnoreCase(std::string_view(c.field_, c.field_len_), "expect");
+  c.in_field_ = Field::kOther;
+  if (c.field_len_ <= sizeof c.field_) {
+    std::string_view name(c.field_, c.field_len_);
+    if (equalsIgnoreCase(name, "expect")) {
+      c.in_field_ = Field::kExpect;
+    } else if (equalsIgnoreCase(name, "sec-websocket-key")) {
+      c.in_field_ = Field::kWsKey;
+    } else if (equalsIgnoreCase(name, "upgrade")) {
+      c.in_field_ = Field::kUpgrade;
+    }
+  }
   c.field_len_ = 0;
   return 0;
 }
 
 int Connection::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   Connection& c = of(p);
-  if (c.in_expect_) {
+  if (c.in_field_ != Field::kOther) {
     if (c.value_len_ + len <= sizeof c.value_) std::memcpy(c.value_ + c.value_len_, at, len);
     c.value_len_ += len;
   }
@@ -552,11 +615,24 @@ int Connection::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
 
 int Connection::onHeaderValueComplete(llhttp_t* p) {
   Connection& c = of(p);
-  if (c.in_expect_ && c.value_len_ <= sizeof c.value_ &&
-      equalsIgnoreCase(std::string_view(c.value_, c.value_len_), "100-continue")) {
-    c.expect_continue_ = true;
+  if (c.value_len_ <= sizeof c.value_) {
+    std::string_view value(c.value_, c.value_len_);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    switch (c.in_field_) {
+      case Field::kExpect:
+        if (equalsIgnoreCase(value, "100-continue")) c.expect_continue_ = true;
+        break;
+      case Field::kWsKey:
+        c.ws_key_.assign(value);
+        break;
+      case Field::kUpgrade:
+        if (equalsIgnoreCase(value, "websocket")) c.ws_upgrade_ = true;
+        break;
+      case Field::kOther:
+        break;
+    }
   }
-  c.in_expect_ = false;
+  c.in_field_ = Field::kOther;
   c.value_len_ = 0;
   return 0;
 }
@@ -567,9 +643,13 @@ int Connection::onHeadersComplete(llhttp_t* p) {
   std::string_view url = c.url_;
   size_t qmark = url.find('?');
   c.path_ = classify(url.substr(0, qmark));
-  if (c.path_ == Path::kGeneric && qmark != std::string_view::npos &&
-      parseQuery(url.substr(qmark + 1)).echo) {
-    c.path_ = Path::kEcho;
+  if (c.path_ == Path::kGeneric && qmark != std::string_view::npos) {
+    Query q = parseQuery(url.substr(qmark + 1));
+    if (q.ws) {
+      c.path_ = Path::kWs;
+    } else if (q.echo) {
+      c.path_ = Path::kEcho;
+    }
   }
   if (c.path_ != Path::kStats && c.path_ != Path::kReset) {
     c.counted_ = true;
@@ -646,6 +726,19 @@ void Connection::buildGeneric(Response& r, const Query& q, std::string literal, 
 }
 
 void Connection::queueResponse() {
+  if (path_ == Path::kWs && parser_.upgrade != 0 && ws_upgrade_ && !ws_key_.empty() &&
+      parser_.method == HTTP_GET && !has_body_) {
+    Response& r = responses_.emplace_back();
+    r.conn = this;
+    r.counted = counted_;
+    counted_ = false;
+    r.head =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " +
+        webSocketAccept(ws_key_) + "\r\n\r\n";
+    ws_ = true;
+    return;
+  }
   bool keep_alive = llhttp_should_keep_alive(&parser_) != 0 && parser_.upgrade == 0;
   if (!keep_alive) closing_input_ = true;
   Response& r = responses_.emplace_back();
@@ -694,6 +787,11 @@ void Connection::queueResponse() {
       r.after = PieceKind::kClose;
       closing_input_ = true;
       return;
+    case Path::kWs:  // not a WebSocket handshake
+      r.head = std::string(
+                   "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nContent-Length: 0\r\n") +
+               (keep_alive ? "\r\n" : "Connection: close\r\n\r\n");
+      return;
     case Path::kEcho:
     case Path::kGeneric:
       break;
@@ -723,6 +821,113 @@ void Connection::queueResponse() {
                static_cast<suseconds_t>((q.delay_ms % 1000) * 1000)};
     event_add(r.timer, &tv);
   }
+}
+
+// ---- WebSocket echo (after the 101) -------------------------------------------
+
+void appendFrameHead(std::string& out, unsigned char first, std::uint64_t len) {
+  out += static_cast<char>(first);
+  if (len < 126) {
+    out += static_cast<char>(len);
+  } else if (len < 65536) {
+    out += static_cast<char>(126);
+    out += static_cast<char>(len >> 8);
+    out += static_cast<char>(len & 0xff);
+  } else {
+    out += static_cast<char>(127);
+    for (int i = 7; i >= 0; --i) out += static_cast<char>((len >> (8 * i)) & 0xff);
+  }
+}
+
+// Appends `len` payload bytes unmasked with `mask` (4 bytes, from the
+// payload's first byte), eight at a time.
+void appendUnmasked(std::string& out, const char* payload, size_t len, const unsigned char* mask) {
+  const size_t start = out.size();
+  out.append(payload, len);
+  char* p = out.data() + start;
+  unsigned char m8[8];
+  for (int i = 0; i < 8; ++i) m8[i] = mask[i & 3];
+  std::uint64_t m = 0;
+  std::memcpy(&m, m8, 8);
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, p + i, 8);
+    v ^= m;
+    std::memcpy(p + i, &v, 8);
+  }
+  for (; i < len; ++i) p[i] = static_cast<char>(p[i] ^ static_cast<char>(mask[i & 3]));
+}
+
+// Answers every complete frame at the start of data into `out`; returns the
+// bytes used. A close frame (answered with close) or a protocol error
+// (answered with close 1002) sets closing_input_.
+size_t Connection::wsFrames(const char* data, size_t len, std::string& out) {
+  size_t at = 0;
+  while (!closing_input_ && len - at >= 2) {
+    const auto* b = reinterpret_cast<const unsigned char*>(data + at);
+    const size_t avail = len - at;
+    const unsigned opcode = b[0] & 0x0f;
+    std::uint64_t plen = b[1] & 0x7f;
+    size_t head = 2;
+    if (plen == 126) {
+      if (avail < 4) break;
+      plen = (std::uint64_t{b[2]} << 8) | b[3];
+      head = 4;
+    } else if (plen == 127) {
+      if (avail < 10) break;
+      plen = 0;
+      for (int i = 0; i < 8; ++i) plen = (plen << 8) | b[2 + i];
+      head = 10;
+    }
+    const bool masked = (b[1] & 0x80) != 0;
+    const bool data_frame = opcode <= 2;
+    const bool control = opcode >= 8 && opcode <= 10;
+    if (!masked || (b[0] & 0x70) != 0 || plen > kMaxWsFrame || (!data_frame && !control)) {
+      appendFrameHead(out, 0x88, 2);  // close, 1002 protocol error
+      out += static_cast<char>(1002 >> 8);
+      out += static_cast<char>(1002 & 0xff);
+      closing_input_ = true;
+      break;
+    }
+    head += 4;
+    if (avail < head + plen) break;
+    const unsigned char* mask = b + head - 4;
+    const char* payload = data + at + head;
+    const auto n = static_cast<size_t>(plen);
+    if (opcode == 8) {  // close: the same payload (status code) back, then FIN
+      appendFrameHead(out, 0x88, plen);
+      appendUnmasked(out, payload, n, mask);
+      closing_input_ = true;
+    } else if (opcode == 9) {  // ping: pong
+      appendFrameHead(out, 0x8a, plen);
+      appendUnmasked(out, payload, n, mask);
+    } else if (data_frame) {  // text, binary, continuation: echoed as they came
+      appendFrameHead(out, static_cast<unsigned char>(b[0] & 0x8f), plen);
+      appendUnmasked(out, payload, n, mask);
+    }  // pong: nothing
+    at += head + n;
+  }
+  return at;
+}
+
+void Connection::wsFeed(const char* data, size_t len) {
+  std::string out;
+  if (ws_in_.empty()) {
+    out.reserve(len);
+    const size_t used = wsFrames(data, len, out);
+    if (used < len && !closing_input_) ws_in_.assign(data + used, len - used);
+  } else {
+    ws_in_.append(data, len);
+    out.reserve(ws_in_.size());
+    const size_t used = wsFrames(ws_in_.data(), ws_in_.size(), out);
+    ws_in_.erase(0, used);
+  }
+  if (closing_input_) ws_in_.clear();
+  if (out.empty() && !closing_input_) return;
+  produce();  // the 101 goes first
+  if (!out.empty()) pushOwned(std::move(out));
+  if (closing_input_) pushMarker(PieceKind::kClose, false);
 }
 
 void Connection::queueError() {
@@ -857,7 +1062,9 @@ void Connection::afterIo() {
 }
 
 void Connection::updateReading() {
-  bool want = !peer_eof_ && (closing_input_ || responses_.size() < kMaxQueuedResponses);
+  // An echo reads on only while less than kHighWater of its answers wait.
+  bool want = !peer_eof_ && (closing_input_ || responses_.size() < kMaxQueuedResponses) &&
+              (!ws_ || closing_input_ || pending_bytes_ < kHighWater);
   if (want == reading_) return;
   reading_ = want;
   if (want) {
@@ -937,7 +1144,10 @@ void usage(FILE* out) {
       "head (then 'received N bytes\\n' when there was a body). /__stats: JSON counters.\n"
       "/__reset: zero the counters. /__hang: never answer. /__close: Content-Length 1000,\n"
       "10 bytes, FIN. /__reset_conn: the same, then RST. /__malformed: Content-Length and\n"
-      "chunked. /__cl_conflict: two differing Content-Length.\n",
+      "chunked. /__cl_conflict: two differing Content-Length.\n"
+      "/__ws (or any path with ws=1): a WebSocket handshake (GET, Upgrade: websocket,\n"
+      "Connection: Upgrade, Sec-WebSocket-Key) is answered 101, then every frame is\n"
+      "echoed (ping: pong, close: close); anything else there gets 426.\n",
       out);
 }
 
