@@ -65,6 +65,7 @@ class Http1Session final : public transport::TransportUser,
 
   // tunnel::TunnelOwner
   void tunnelEnded() noexcept override;
+  event::Nanos tunnelClock() noexcept override;
 
   Http1Session* prev = nullptr;  // the worker's intrusive list
   Http1Session* next = nullptr;
@@ -121,15 +122,15 @@ class Http1Session final : public transport::TransportUser,
   bool dead_ = false;
   bool draining_ = false;
   std::string request_id_;
-  http::PathBuffers path_bufs_;  // normalizePath's output, reused across requests
-  std::string target_buf_;       // the forwarded target when normalizing changed it
-  std::string upgrade_;          // the Upgrade tokens asked for upstream (SPEC §10)
+  http::PathBuffers path_bufs_;             // normalizePath's output, reused across requests
+  std::string target_buf_;                  // the forwarded target when normalizing changed it
+  std::string upgrade_;                     // the Upgrade tokens asked for upstream (SPEC §10)
   std::unique_ptr<tunnel::Tunnel> tunnel_;  // after a 101: the connection is a tunnel
-  std::string_view target_;      // request-target to forward (into buf_ or target_buf_)
-  std::string log_method_;       // copies for the access log (the head
-  std::string log_path_;         //   bytes are reused for the body)
-  std::string log_client_;       // client IP as the limits see it
-  std::string violated_;         // denying limits of a 429
+  std::string_view target_;                 // request-target to forward (into buf_ or target_buf_)
+  std::string log_method_;                  // copies for the access log (the head
+  std::string log_path_;                    //   bytes are reused for the body)
+  std::string log_client_;                  // client IP as the limits see it
+  std::string violated_;                    // denying limits of a 429
   std::uint64_t bytes_in_ = 0;
   exchange::Record record_;
   bool recorded_ = true;    // the current request is counted

@@ -46,19 +46,26 @@ void Http1Session::startTunnel(std::string_view head,
                                std::string_view from_upstream) noexcept {
   metrics::TunnelStats* stats = route_ != nullptr ? route_->tunnels : nullptr;
   if (stats != nullptr) stats->open.fetch_add(1, std::memory_order_relaxed);
-  tunnel_ = std::make_unique<tunnel::Tunnel>(*t_, std::move(upstream), *this, stats,
-                                             rt_->config->server.tunnel_idle_timeout.nanos);
+  tunnel_ =
+      std::make_unique<tunnel::Tunnel>(*t_, std::move(upstream), *this, stats,
+                                       rt_->config->server.tunnel_idle_timeout.nanos, w_.base());
+  w_.parkTunnel(this);  // off the tick's walk: the tunnel has its own idle timer
   setDeadline(Deadline::kNone, 0);
   req_ = Req::kDone;  // no next request on this connection
   // What the client sent after its request head goes to the new protocol.
   const std::string_view from_client =
       buf_ ? std::string_view(buf_.get() + ppos_, wpos_ - ppos_) : std::string_view();
   std::string to_client(head);
-  to_client.append(from_upstream);  // the new protocol's first bytes, read with the 101
+  to_client.append(from_upstream);   // the new protocol's first bytes, read with the 101
   record_.bytes_out -= head.size();  // counted again with the tunnel's bytes
   tunnel_->start(to_client, from_client, w_.now());  // may end the tunnel (and close) at once
   if (buf_) w_.giveBuffer(std::move(buf_), buf_cap_);
   rpos_ = ppos_ = wpos_ = 0;
+}
+
+event::Nanos Http1Session::tunnelClock() noexcept {
+  w_.newEvent();
+  return w_.now();
 }
 
 void Http1Session::tunnelEnded() noexcept {

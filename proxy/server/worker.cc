@@ -67,8 +67,8 @@ void Worker::flushAccessLog(bool force) {
 }
 
 Worker::~Worker() {
-  while (conns_ != nullptr) {
-    Http1Session* c = conns_;
+  while (conns_ != nullptr || tunnels_ != nullptr) {
+    Http1Session* c = conns_ != nullptr ? conns_ : tunnels_;
     removeConn(c);
     delete c;
   }
@@ -188,10 +188,21 @@ void Worker::addConn(Http1Session* c) {
   conns_ = c;
 }
 
+void Worker::parkTunnel(Http1Session* c) {
+  if (c->prev != nullptr) c->prev->next = c->next;
+  if (c->next != nullptr) c->next->prev = c->prev;
+  if (conns_ == c) conns_ = c->next;
+  c->prev = nullptr;
+  c->next = tunnels_;
+  if (tunnels_ != nullptr) tunnels_->prev = c;
+  tunnels_ = c;
+}
+
 void Worker::removeConn(Http1Session* c) {
   if (c->prev != nullptr) c->prev->next = c->next;
   if (c->next != nullptr) c->next->prev = c->prev;
   if (conns_ == c) conns_ = c->next;
+  if (tunnels_ == c) tunnels_ = c->next;
   c->prev = c->next = nullptr;
   shared_.client_connections.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -307,8 +318,7 @@ void Worker::handle(InboxMessage& m) {
     case InboxMessage::Kind::kRun:
       if (m.run) m.run(*this);
       break;
-    case InboxMessage::Kind::kSwapListener:
-    {
+    case InboxMessage::Kind::kSwapListener: {
       evconnlistener*& slot = listeners_[static_cast<std::size_t>(m.listener_kind)];
       if (slot != nullptr) evconnlistener_free(slot);
       slot = m.listener;

@@ -60,7 +60,7 @@ struct InboxMessage {
   std::shared_ptr<const exchange::Runtime> runtime;
   evconnlistener* listener = nullptr;  // kSwapListener: the new listener (null: none)
   ListenerKind listener_kind = ListenerKind::kPlain;
-  std::function<void(Worker&)> run;    // kRun: runs on the worker's thread
+  std::function<void(Worker&)> run;  // kRun: runs on the worker's thread
 
   static InboxMessage of(Kind k, std::shared_ptr<upstream::SharedPool> pool = nullptr,
                          std::size_t target = 0, std::uint64_t token = 0) {
@@ -132,6 +132,8 @@ class Worker final : public upstream::PoolPeers {
 
   void addConn(Http1Session* c);
   void removeConn(Http1Session* c);
+  // `c` became a tunnel: still open and counted, but off the tick's walk.
+  void parkTunnel(Http1Session* c);
   void retire(Http1Session* c);  // freed after the current callback
 
  private:
@@ -164,7 +166,8 @@ class Worker final : public upstream::PoolPeers {
   std::vector<InboxMessage> inbox_;
   std::uint32_t client_buf_size_ = 0;
   std::vector<std::unique_ptr<char[]>> free_buffers_;
-  Http1Session* conns_ = nullptr;  // intrusive list of live connections
+  Http1Session* conns_ = nullptr;    // intrusive list of live connections
+  Http1Session* tunnels_ = nullptr;  // ... and of those that are tunnels (not ticked)
   std::vector<Http1Session*> graveyard_;
   upstream::LocalPool pool_;
   bool stopping_ = false;

@@ -8,7 +8,8 @@
 namespace sluice::tunnel {
 
 Tunnel::Tunnel(transport::Transport& client, std::unique_ptr<transport::Transport> upstream,
-               TunnelOwner& owner, metrics::TunnelStats* stats, event::Nanos idle_timeout)
+               TunnelOwner& owner, metrics::TunnelStats* stats, event::Nanos idle_timeout,
+               event_base* base)
     : client_(client),
       upstream_(std::move(upstream)),
       owner_(owner),
@@ -20,10 +21,27 @@ Tunnel::Tunnel(transport::Transport& client, std::unique_ptr<transport::Transpor
   down_.from = upstream_.get();
   down_.to = &client_;
   upstream_->setUser(this);
+  if (base != nullptr) timer_ = evtimer_new(base, &Tunnel::onTimer, this);
 }
 
 Tunnel::~Tunnel() {
+  if (timer_ != nullptr) event_free(timer_);
   if (upstream_) upstream_->close();
+}
+
+void Tunnel::armTimer(event::Nanos after) noexcept {
+  if (timer_ == nullptr) return;
+  const event::Nanos us = std::max<event::Nanos>(after / 1000, 1000);
+  timeval tv{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+  evtimer_add(timer_, &tv);
+}
+
+void Tunnel::onTimer(evutil_socket_t, short, void* arg) noexcept {
+  auto* t = static_cast<Tunnel*>(arg);
+  const event::Nanos now = t->owner_.tunnelClock();
+  t->checkTimeout(now);
+  // Bytes moved since the timer was set: wait for the rest of the timeout.
+  if (!t->ended_) t->armTimer(t->idle_timeout_ - (now - t->last_moved_));
 }
 
 void Tunnel::hold(Direction& d) {
@@ -43,6 +61,7 @@ void Tunnel::hold(Direction& d) {
 
 void Tunnel::start(std::string_view to_client, std::string_view to_upstream, event::Nanos now) {
   now_ = last_moved_ = now;
+  armTimer(idle_timeout_);
   down_.out.add(to_client.data(), to_client.size());
   hold(down_);
   up_.out.add(to_upstream.data(), to_upstream.size());
@@ -60,6 +79,7 @@ void Tunnel::onClientReady(bool readable, bool writable, event::Nanos now) noexc
 }
 
 void Tunnel::onTransportReady(bool readable, bool writable) noexcept {
+  if (timer_ != nullptr) now_ = owner_.tunnelClock();
   if (!ended_ && writable) pump(up_);
   if (!ended_ && readable) pump(down_);
 }
@@ -128,6 +148,7 @@ void Tunnel::checkTimeout(event::Nanos now) noexcept {
 void Tunnel::end() noexcept {
   if (ended_) return;
   ended_ = true;
+  if (timer_ != nullptr) event_del(timer_);
   client_.quiet();
   if (upstream_) upstream_->close();
   owner_.tunnelEnded();

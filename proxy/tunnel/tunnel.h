@@ -8,6 +8,8 @@
 // bounded whatever the peers do, nothing held by an idle tunnel).
 // No sockets here: both ends are Transports, so tests drive it with fakes.
 
+#include <event2/event.h>
+
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -23,6 +25,9 @@ class TunnelOwner {
  public:
   virtual ~TunnelOwner() = default;
   virtual void tunnelEnded() noexcept = 0;
+  // The time now, read fresh (the tunnel's own events come from its timer
+  // and its upstream connection). Used only by a tunnel with an event base.
+  virtual event::Nanos tunnelClock() noexcept { return 0; }
 };
 
 class Tunnel final : public transport::TransportUser {
@@ -31,8 +36,11 @@ class Tunnel final : public transport::TransportUser {
 
   // `client` stays owned by the caller (the session forwards its events
   // with onClientReady); `upstream` is owned by the tunnel from now on.
+  // With `base`, the tunnel keeps its own idle timer (no periodic check
+  // touches an idle tunnel); without, the owner calls checkTimeout.
   Tunnel(transport::Transport& client, std::unique_ptr<transport::Transport> upstream,
-         TunnelOwner& owner, metrics::TunnelStats* stats, event::Nanos idle_timeout);
+         TunnelOwner& owner, metrics::TunnelStats* stats, event::Nanos idle_timeout,
+         event_base* base = nullptr);
   ~Tunnel() override;
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;
@@ -52,6 +60,8 @@ class Tunnel final : public transport::TransportUser {
   void onTransportReady(bool readable, bool writable) noexcept override;  // upstream
 
  private:
+  static void onTimer(evutil_socket_t, short, void* arg) noexcept;
+  void armTimer(event::Nanos after) noexcept;
   struct Direction {
     transport::Transport* from = nullptr;
     transport::Transport* to = nullptr;
@@ -78,8 +88,9 @@ class Tunnel final : public transport::TransportUser {
   event::Nanos idle_timeout_;
   event::Nanos last_moved_ = 0;
   event::Nanos now_ = 0;
-  Direction up_;    // client -> upstream
-  Direction down_;  // upstream -> client
+  ::event* timer_ = nullptr;  // the idle timer (with an event base)
+  Direction up_;              // client -> upstream
+  Direction down_;            // upstream -> client
   bool ended_ = false;
 };
 
