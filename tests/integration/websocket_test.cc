@@ -133,6 +133,25 @@ TEST_F(WebSocketTest, IdleTunnelIsClosedAfterTunnelIdleTimeout) {
       deadlineIn(seconds(3))));
 }
 
+TEST_F(WebSocketTest, BusyTunnelOutlivesTheIdleTimeout) {
+  ConfigOptions o;
+  o.server = "tunnel_idle_timeout: 1s\n";
+  ASSERT_TRUE(start(o));
+  auto conn = upgraded();
+  ASSERT_TRUE(conn);
+  // Round trips for twice the idle timeout (bounded): bytes keep moving, so
+  // the idle timer keeps being pushed back.
+  const auto until = std::chrono::steady_clock::now() + seconds(2);
+  int trips = 0;
+  while (std::chrono::steady_clock::now() < until && trips < 100000) {
+    ASSERT_TRUE(conn->send(clientFrame("tick"))) << "round trip " << trips;
+    ASSERT_EQ(serverFrame(*conn, deadlineIn(seconds(2))), "tick") << "round trip " << trips;
+    ++trips;
+  }
+  EXPECT_EQ(metric("sluice_tunnels", {{"route", "/"}}), 1);
+  EXPECT_TRUE(conn->isClosedByPeer(deadlineIn(seconds(4)))) << "then idle: closed";
+}
+
 TEST_F(WebSocketTest, TunnelsAreCountedWhileOpenWithTheirBytes) {
   ASSERT_TRUE(start());
   auto conn = upgraded();
