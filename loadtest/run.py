@@ -200,6 +200,23 @@ def client_connections(sluice):
     return None
 
 
+def wait_holding(p, deadline):
+    """Reads the load client's stderr until it reports "HOLDING N" (its
+    connections are set up and held) or `deadline`: (N or None, lines read)."""
+    err_lines = []
+    while time.time() < deadline and p.poll() is None:
+        ready, _, _ = select.select([p.stderr], [], [], max(0.05, deadline - time.time()))
+        if not ready:
+            continue
+        line = p.stderr.readline()
+        if not line:
+            break
+        err_lines.append(line)
+        if line.startswith("HOLDING "):
+            return int(line.split()[1]), err_lines
+    return None, err_lines
+
+
 def run_tls_idle(sluice, client_bin, count, setup_cap, ramp=32, settle=1.0):
     """m: `count` TLS connections, each with one request answered, then held
     idle; VmRSS of sluice before (idle, after a short warm-up) and while they
@@ -218,19 +235,8 @@ def run_tls_idle(sluice, client_bin, count, setup_cap, ramp=32, settle=1.0):
     p = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                     stdin=subprocess.DEVNULL)
     held = None
-    err_lines = []
-    deadline = t0 + setup_cap + 15
     try:
-        while held is None and time.time() < deadline and p.poll() is None:
-            ready, _, _ = select.select([p.stderr], [], [], max(0.05, deadline - time.time()))
-            if not ready:
-                continue
-            line = p.stderr.readline()
-            if not line:
-                break
-            err_lines.append(line)
-            if line.startswith("HOLDING "):
-                held = int(line.split()[1])
+        held, err_lines = wait_holding(p, t0 + setup_cap + 15)
         setup_s = time.time() - t0
         cpu_setup = procs.cpu_seconds(pids) - cpu0
         if held is None:
@@ -299,19 +305,8 @@ def run_ws_idle(sluice, client_bin, count, setup_cap, idle_window, ramp=64, sett
     p = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                     stdin=subprocess.DEVNULL)
     held = None
-    err_lines = []
-    deadline = t0 + setup_cap + 15
     try:
-        while held is None and time.time() < deadline and p.poll() is None:
-            ready, _, _ = select.select([p.stderr], [], [], max(0.05, deadline - time.time()))
-            if not ready:
-                continue
-            line = p.stderr.readline()
-            if not line:
-                break
-            err_lines.append(line)
-            if line.startswith("HOLDING "):
-                held = int(line.split()[1])
+        held, err_lines = wait_holding(p, t0 + setup_cap + 15)
         setup_s = time.time() - t0
         cpu_setup_ns = procs.cpu_ns(pids) - cpu0
         if held is None:
