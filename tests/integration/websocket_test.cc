@@ -25,14 +25,8 @@ using ::testing::HasSubstr;
 class WebSocketTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = std::make_unique<ChildProcess>(
-        "/usr/bin/python3", std::vector<std::string>{std::string(SLUICE_TEST_SOURCE_DIR) +
-                                                     "/tests/integration/ws_echo_server.py"});
-    ASSERT_TRUE(server_->started()) << server_->error();
-    auto m = server_->waitForOutput(Stream::kStdout, std::regex("listening (\\d+)"),
-                                    deadlineIn(seconds(10)));
-    ASSERT_TRUE(m) << "the WebSocket server did not start: " << server_->stderrText();
-    ws_port_ = std::stoi(m->groups[0]);
+    ws_port_ = startEchoServer(&server_);
+    ASSERT_NE(ws_port_, 0);
   }
 
   ::testing::AssertionResult start(ConfigOptions options = {}) {
@@ -40,16 +34,7 @@ class WebSocketTest : public ::testing::Test {
   }
 
   // Opens a connection and upgrades it; the 101 must arrive.
-  std::unique_ptr<HttpConn> upgraded() {
-    auto conn = std::make_unique<HttpConn>(sluice_.port());
-    if (!conn->send(upgradeRequest(sluice_.port()))) return nullptr;
-    auto r = conn->readResponse(deadlineIn(seconds(5)));
-    if (!r || r->status != 101) {
-      ADD_FAILURE() << "no 101: " << (r ? std::to_string(r->status) : conn->error());
-      return nullptr;
-    }
-    return conn;
-  }
+  std::unique_ptr<HttpConn> upgraded() { return upgradedConnection(sluice_.port()); }
 
   double metric(std::string_view name, const Headers& labels) {
     return scrapeValue(sluice_.adminPort(), name, labels).value_or(-1);

@@ -188,14 +188,9 @@ class TunnelTest : public ::testing::Test {
  protected:
   // Starts the python echo server and sluice in front of it.
   ::testing::AssertionResult startWithEcho(ConfigOptions options = {}) {
-    echo_ = std::make_unique<ChildProcess>(
-        "/usr/bin/python3", std::vector<std::string>{std::string(SLUICE_TEST_SOURCE_DIR) +
-                                                     "/tests/integration/ws_echo_server.py"});
-    if (!echo_->started()) return ::testing::AssertionFailure() << echo_->error();
-    auto m = echo_->waitForOutput(Stream::kStdout, std::regex("listening (\\d+)"),
-                                  deadlineIn(seconds(10)));
-    if (!m) return ::testing::AssertionFailure() << "no echo server: " << echo_->stderrText();
-    return sluice_.start(minimalConfig(std::stoi(m->groups[0]), options));
+    const int port = startEchoServer(&echo_);
+    if (port == 0) return ::testing::AssertionFailure() << "no echo server";
+    return sluice_.start(minimalConfig(port, options));
   }
   // Starts sluice in front of the test's own upstream.
   ::testing::AssertionResult startWithLoopback(ConfigOptions options = {}) {
@@ -203,16 +198,7 @@ class TunnelTest : public ::testing::Test {
   }
 
   // A connection upgraded through sluice (to the echo server); null on failure.
-  std::unique_ptr<HttpConn> upgraded() {
-    auto conn = std::make_unique<HttpConn>(sluice_.port());
-    if (!conn->send(upgradeRequest(sluice_.port()))) return nullptr;
-    auto r = conn->readResponse(deadlineIn(seconds(5)));
-    if (!r || r->status != 101) {
-      ADD_FAILURE() << "no 101: " << (r ? std::to_string(r->status) : conn->error());
-      return nullptr;
-    }
-    return conn;
-  }
+  std::unique_ptr<HttpConn> upgraded() { return upgradedConnection(sluice_.port()); }
   // A connection upgraded through sluice to LoopbackUpstream, which answered 101.
   std::unique_ptr<HttpConn> upgradedToLoopback() {
     auto conn = std::make_unique<HttpConn>(sluice_.port());

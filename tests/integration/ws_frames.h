@@ -2,8 +2,13 @@
 // RFC 6455 framing for the tunnel tests, by hand: what a client sends
 // (masked, §5.3) and what it reads back (unmasked, unfragmented frames).
 
+#include <gtest/gtest.h>
+
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 
@@ -56,5 +61,39 @@ inline std::string upgradeRequest(int port, std::string_view path = "/chat",
          "Sec-WebSocket-Version: " +
          std::string(version) + "\r\n\r\n";
 }
+
+// Opens a connection to `port` and upgrades it; null (and a test failure)
+// unless the 101 arrives.
+inline std::unique_ptr<HttpConn> upgradedConnection(int port) {
+  auto conn = std::make_unique<HttpConn>(port);
+  if (!conn->send(upgradeRequest(port))) return nullptr;
+  auto r = conn->readResponse(deadlineIn(std::chrono::seconds(5)));
+  if (!r || r->status != 101) {
+    ADD_FAILURE() << "no 101: " << (r ? std::to_string(r->status) : conn->error());
+    return nullptr;
+  }
+  return conn;
+}
+
+#ifdef SLUICE_TEST_SOURCE_DIR
+// Starts tests/integration/ws_echo_server.py (python3-websockets) into
+// `*server`; its port, or 0 (and a test failure) when it did not start.
+inline int startEchoServer(std::unique_ptr<ChildProcess>* server) {
+  *server = std::make_unique<ChildProcess>(
+      "/usr/bin/python3", std::vector<std::string>{std::string(SLUICE_TEST_SOURCE_DIR) +
+                                                   "/tests/integration/ws_echo_server.py"});
+  if (!(*server)->started()) {
+    ADD_FAILURE() << (*server)->error();
+    return 0;
+  }
+  auto m = (*server)->waitForOutput(Stream::kStdout, std::regex("listening (\\d+)"),
+                                    deadlineIn(std::chrono::seconds(10)));
+  if (!m) {
+    ADD_FAILURE() << "the WebSocket server did not start: " << (*server)->stderrText();
+    return 0;
+  }
+  return std::stoi(m->groups[0]);
+}
+#endif
 
 }  // namespace sluice::testing
