@@ -49,6 +49,12 @@ YAML::Mark Reader::markOf(const Entry& entry) {
   return entry.anchor;
 }
 
+Position Reader::positionOf(const Entry& entry) {
+  const YAML::Mark mark = markOf(entry);
+  if (mark.is_null()) return {1, 1};
+  return {mark.line + 1, mark.column + 1};
+}
+
 void Reader::error(const Entry& entry, const std::string& message) {
   error(markOf(entry), entry.path + ": " + message);
 }

@@ -73,6 +73,8 @@ class Reader {
 
   // Where a message about `entry` points: its value, or its key when the value is empty.
   static YAML::Mark markOf(const Entry& entry);
+  // markOf as a 1-based Position (kept in the Config for later checks).
+  static Position positionOf(const Entry& entry);
 
   // Opens a map; null counts as an empty map. With `known` keys, every other
   // key is an error; with none, any key is a name (upstreams, limits).

@@ -57,8 +57,7 @@ void loadUpstream(Reader& reader, const Entry& entry, UpstreamConfig& u) {
   if (const Entry* e = view.find("tls_ca")) {
     if (auto text = reader.readString(*e)) {
       u.tls_ca = *text;
-      const YAML::Mark m = Reader::markOf(*e);
-      u.tls_ca_at = m.is_null() ? Position{1, 1} : Position{m.line + 1, m.column + 1};
+      u.tls_ca_at = Reader::positionOf(*e);
     }
   }
   if (const Entry* e = view.find("tls_server_name")) {

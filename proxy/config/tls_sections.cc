@@ -14,12 +14,6 @@ namespace {
 constexpr std::string_view kTlsKeys[] = {"certificates", "min_version", "client_ca"};
 constexpr std::string_view kCertificateKeys[] = {"cert", "key"};
 
-Position positionOf(const Entry& e) {
-  const YAML::Mark mark = Reader::markOf(e);
-  if (mark.is_null()) return {1, 1};
-  return {mark.line + 1, mark.column + 1};
-}
-
 // A file name: a non-empty string.
 bool readFileName(Reader& reader, const Entry& e, std::string& out, Position& at) {
   auto text = reader.readString(e);
@@ -29,7 +23,7 @@ bool readFileName(Reader& reader, const Entry& e, std::string& out, Position& at
     return false;
   }
   out = *text;
-  at = positionOf(e);
+  at = Reader::positionOf(e);
   return true;
 }
 
@@ -64,7 +58,7 @@ void loadTls(Reader& reader, const Entry& entry, TlsConfig& tls) {
   if (const Entry* e = view.find("client_ca")) {
     if (auto text = reader.readString(*e)) {
       tls.client_ca = *text;
-      tls.client_ca_at = positionOf(*e);
+      tls.client_ca_at = Reader::positionOf(*e);
     }
   }
 }
